@@ -1,0 +1,7 @@
+#pragma once
+
+namespace troupe::actors {
+
+struct counter_state;
+
+} // namespace troupe::actors

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/error.hpp>
+#include <caf/message.hpp>
+
+namespace troupe {
+
+/// Errors raised by troupe. Values start at 1; 0 means "no error". The
+/// category is registered with CAF by `troupe::config`, so `sys.render(err)`
+/// prints `troupe_error(<name>, <context>)`.
+enum class errc : uint8_t {
+  /// A command-line option or configuration key is not known to the program.
+  /// Context: the option as written.
+  unknown_option = 1,
+  /// An option was given a value of the wrong type or out of range, or no
+  /// value at all. Context: the option and the value.
+  invalid_option_value,
+  /// A file named in the configuration could not be opened.
+  /// Context: the path and the reason.
+  cannot_open_file,
+  /// The node is shutting down and did not start the requested work.
+  shutting_down,
+  /// The queue or stream was closed: no item will arrive any more.
+  closed,
+  /// Two nodes registered different message types. Context: the types that
+  /// only one side knows, by node.
+  registry_mismatch,
+};
+
+/// Returns the name of `x`, e.g. `"unknown_option"`.
+std::string to_string(errc x);
+
+} // namespace troupe
+
+CAF_ERROR_CODE_ENUM(troupe::errc, "troupe")

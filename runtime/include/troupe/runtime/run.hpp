@@ -1,0 +1,58 @@
+#pragma once
+
+#include <exception>
+#include <optional>
+#include <utility>
+
+#include "troupe/runtime/config.hpp"
+#include "troupe/runtime/node.hpp"
+
+namespace troupe {
+
+namespace detail {
+
+/// Parses `cfg`; prints help or the error. Returns the exit code if the
+/// program should stop now (0 after help, 2 after a bad option).
+std::optional<int> parse_or_exit_code(config& cfg, int argc, char** argv);
+
+/// Prints `what` as a start-up error of the program in `cfg`; returns 1.
+int report_startup_failure(const config& cfg, const char* what);
+
+} // namespace detail
+
+/// The body of a troupe program's `main`: parses the command line and INI
+/// file into a `Config`, starts a `node` that stops on SIGINT/SIGTERM, and
+/// calls `fn(node&, const Config&)`, which returns the exit code. Then waits
+/// for all actors to exit.
+///
+/// Exit codes: `fn`'s result; 0 after `--help` or when a signal stopped the
+/// node; 2 for an unknown option or a bad value (the message names it).
+///
+/// ```cpp
+/// int main(int argc, char** argv) {
+///   return troupe::run<my_config>(argc, argv, [](troupe::node& n,
+///                                                const my_config& cfg) {
+///     n.spawn(hello, cfg.items);
+///     return 0;
+///   });
+/// }
+/// ```
+template <class Config, class F>
+int run(int argc, char** argv, F fn) {
+  Config cfg;
+  if (auto code = detail::parse_or_exit_code(cfg, argc, argv))
+    return *code;
+  std::optional<node> n;
+  try {
+    n.emplace(cfg, node::signals::stop);
+  } catch (const std::exception& e) {
+    return detail::report_startup_failure(cfg, e.what());
+  }
+  int rc = fn(*n, static_cast<const Config&>(cfg));
+  n->await_actors(); // a signal during this wait still stops the node
+  bool by_signal = n->stopped_by_signal();
+  n.reset();
+  return by_signal ? 0 : rc;
+}
+
+} // namespace troupe

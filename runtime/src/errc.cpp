@@ -1,0 +1,23 @@
+#include "troupe/runtime/errc.hpp"
+
+namespace troupe {
+
+std::string to_string(errc x) {
+  switch (x) {
+    case errc::unknown_option:
+      return "unknown_option";
+    case errc::invalid_option_value:
+      return "invalid_option_value";
+    case errc::cannot_open_file:
+      return "cannot_open_file";
+    case errc::shutting_down:
+      return "shutting_down";
+    case errc::closed:
+      return "closed";
+    case errc::registry_mismatch:
+      return "registry_mismatch";
+  }
+  return "errc(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+} // namespace troupe

@@ -1,0 +1,87 @@
+#include "troupe/runtime/message_types.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+
+#include <caf/actor_system_config.hpp>
+#include <openssl/evp.h>
+
+#include "troupe/runtime/errc.hpp"
+
+namespace troupe {
+
+void add_message_types(caf::actor_system_config& cfg) {
+  // Every troupe type that crosses a process boundary, and nothing else.
+  cfg.add_message_type<node_info>("troupe.node_info");
+}
+
+std::vector<std::string> message_types(const caf::actor_system_config& cfg) {
+  std::vector<std::string> result;
+  result.reserve(cfg.value_factories_by_name.size());
+  for (auto& kvp : cfg.value_factories_by_name)
+    result.push_back(kvp.first);
+  std::sort(result.begin(), result.end());
+  return result;
+}
+
+std::string registry_fingerprint(const caf::actor_system_config& cfg) {
+  std::string text;
+  for (auto& name : message_types(cfg)) {
+    text += name;
+    text += '\n';
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  hex.reserve(len * 2);
+  char buf[3];
+  for (unsigned int i = 0; i < len; ++i) {
+    std::snprintf(buf, sizeof(buf), "%02x", digest[i]);
+    hex += buf;
+  }
+  return hex;
+}
+
+node_info make_node_info(std::string name,
+                         const caf::actor_system_config& cfg) {
+  return node_info{std::move(name), registry_fingerprint(cfg),
+                   message_types(cfg)};
+}
+
+namespace {
+
+// Returns the names in `xs` that are not in `ys`, comma-separated.
+std::string missing(const std::vector<std::string>& xs,
+                    const std::vector<std::string>& ys) {
+  std::vector<std::string> diff;
+  std::set_difference(xs.begin(), xs.end(), ys.begin(), ys.end(),
+                      std::back_inserter(diff));
+  std::string result;
+  for (auto& x : diff) {
+    if (!result.empty())
+      result += ", ";
+    result += x;
+  }
+  return result;
+}
+
+} // namespace
+
+caf::error compare_registries(const node_info& local, const node_info& remote) {
+  if (local.fingerprint == remote.fingerprint)
+    return caf::none;
+  auto lt = local.types;
+  auto rt = remote.types;
+  std::sort(lt.begin(), lt.end());
+  std::sort(rt.begin(), rt.end());
+  std::string what = "message registries differ";
+  if (auto only_local = missing(lt, rt); !only_local.empty())
+    what += "; node '" + remote.name + "' lacks: " + only_local;
+  if (auto only_remote = missing(rt, lt); !only_remote.empty())
+    what += "; node '" + local.name + "' lacks: " + only_remote;
+  return caf::make_error(errc::registry_mismatch, std::move(what));
+}
+
+} // namespace troupe
