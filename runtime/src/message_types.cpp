@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iterator>
+#include <set>
 
 #include <caf/actor_system_config.hpp>
 #include <openssl/evp.h>
@@ -16,12 +17,33 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<node_info>("troupe.node_info");
 }
 
+namespace {
+
+// Returns whether `name` is one that CAF derives from a registered type `T`
+// (`std::vector<T>`, `stream<T>`) while `T` itself is in `names`.
+template <class Set>
+bool is_derived(const std::string& name, const Set& names) {
+  for (std::string prefix : {"std::vector<", "stream<"}) {
+    if (name.size() > prefix.size() + 1 && name.back() == '>'
+        && name.compare(0, prefix.size(), prefix) == 0) {
+      auto inner = name.substr(prefix.size(), name.size() - prefix.size() - 1);
+      if (names.count(inner) > 0)
+        return true;
+    }
+  }
+  return false;
+}
+
+} // namespace
+
 std::vector<std::string> message_types(const caf::actor_system_config& cfg) {
-  std::vector<std::string> result;
-  result.reserve(cfg.value_factories_by_name.size());
+  std::set<std::string> names;
   for (auto& kvp : cfg.value_factories_by_name)
-    result.push_back(kvp.first);
-  std::sort(result.begin(), result.end());
+    names.insert(kvp.first);
+  std::vector<std::string> result;
+  for (auto& name : names)
+    if (!is_derived(name, names))
+      result.push_back(name);
   return result;
 }
 

@@ -36,7 +36,8 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
 /// `add_message_type<T>("name")`.
 void add_message_types(caf::actor_system_config& cfg);
 
-/// Returns the names of all message types registered with `cfg`, sorted.
+/// Returns the names of all message types registered with `cfg`, sorted,
+/// without the `std::vector<T>` and `stream<T>` that CAF adds for each `T`.
 std::vector<std::string> message_types(const caf::actor_system_config& cfg);
 
 /// Returns the hex SHA-256 of `message_types(cfg)`, one name per line: equal

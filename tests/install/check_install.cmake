@@ -1,0 +1,36 @@
+# Run by CTest: cmake -DTROUPE_BUILD_DIR=... -DCONSUMER_SOURCE_DIR=...
+#   -DWORK_DIR=... -P check_install.cmake
+# Fails (FATAL_ERROR) if any step fails or the program prints the wrong thing.
+
+function(run_step what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+  set(step_output "${out}" PARENT_SCOPE)
+endfunction()
+
+set(prefix "${WORK_DIR}/prefix")
+set(build "${WORK_DIR}/consumer-build")
+file(REMOVE_RECURSE "${WORK_DIR}")
+
+run_step("install" ${CMAKE_COMMAND} --install "${TROUPE_BUILD_DIR}"
+         --prefix "${prefix}")
+foreach(f include/troupe/runtime/node.hpp include/troupe/actors/counter.hpp
+          lib/cmake/troupe/troupe-config.cmake lib/cmake/troupe/FindCAF.cmake)
+  if(NOT EXISTS "${prefix}/${f}")
+    file(GLOB_RECURSE found RELATIVE "${prefix}" "${prefix}/*")
+    message(FATAL_ERROR "not installed: ${f}; installed: ${found}")
+  endif()
+endforeach()
+
+run_step("configure consumer" ${CMAKE_COMMAND} -S "${CONSUMER_SOURCE_DIR}"
+         -B "${build}" -DCMAKE_PREFIX_PATH=${prefix}
+         -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE})
+run_step("build consumer" ${CMAKE_COMMAND} --build "${build}" -j2)
+run_step("run consumer" "${build}/consumer_app" --adders 3)
+if(NOT step_output STREQUAL "consumer total: 9\n")
+  message(FATAL_ERROR "unexpected output from consumer_app: '${step_output}'")
+endif()
+message(STATUS "consumer built against ${prefix} and printed: ${step_output}")

@@ -1,0 +1,205 @@
+#include "troupe/runtime/config.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "troupe/runtime/errc.hpp"
+
+namespace troupe {
+
+namespace {
+
+struct test_config : config {
+  int32_t items = 5;
+  std::string label = "none";
+  test_config() {
+    opt_group{custom_options_, "global"}
+      .add(items, "items", "number of items")
+      .add(label, "label", "a label")
+      .add<bool>("verbose", "be chatty");
+  }
+};
+
+// Parses `args` (without the program name) into `cfg`.
+caf::error parse(config& cfg, std::vector<std::string> args) {
+  args.insert(args.begin(), "/usr/bin/prog");
+  std::vector<char*> argv;
+  for (auto& x : args)
+    argv.push_back(x.data());
+  return cfg.parse(static_cast<int>(argv.size()), argv.data());
+}
+
+// Returns the human-readable context of an error made by `config::parse`.
+std::string what(const caf::error& err) {
+  if (err.context().size() == 1 && err.context().match_element<std::string>(0))
+    return err.context().get_as<std::string>(0);
+  return to_string(err);
+}
+
+// A temporary INI file, removed at the end of the test.
+struct ini_file {
+  std::string path;
+  explicit ini_file(const std::string& text)
+      : path("troupe_config_test_" + std::to_string(counter++) + ".ini") {
+    std::ofstream{path} << text;
+  }
+  ~ini_file() {
+    std::remove(path.c_str());
+  }
+  static inline int counter = 0;
+};
+
+} // namespace
+
+TEST_CASE("long options take their value with a space or with '='",
+          "[runtime][config]") {
+  SECTION("space") {
+    test_config cfg;
+    REQUIRE_FALSE(parse(cfg, {"--items", "7", "--troupe.log-level", "debug"}));
+    CHECK(cfg.items == 7);
+    CHECK(cfg.log_level == "debug");
+  }
+  SECTION("equals sign") {
+    test_config cfg;
+    REQUIRE_FALSE(parse(cfg, {"--items=8", "--troupe.name=n1"}));
+    CHECK(cfg.items == 8);
+    CHECK(cfg.name == "n1");
+  }
+  SECTION("flags and strings with spaces") {
+    test_config cfg;
+    REQUIRE_FALSE(parse(cfg, {"--verbose", "--label", "two words"}));
+    CHECK(caf::get_or(cfg, "verbose", false));
+    CHECK(cfg.label == "two words");
+  }
+}
+
+TEST_CASE("the node name defaults to the program name", "[runtime][config]") {
+  test_config cfg;
+  REQUIRE_FALSE(parse(cfg, {}));
+  CHECK(cfg.name == "prog");
+  CHECK(cfg.log_level == "info");
+}
+
+TEST_CASE("bad command lines are errors that name the option",
+          "[runtime][config]") {
+  test_config cfg;
+  SECTION("unknown option") {
+    auto err = parse(cfg, {"--itmes=3"});
+    CHECK(err == errc::unknown_option);
+    CHECK(what(err) == "unknown option '--itmes'");
+  }
+  SECTION("value of the wrong type") {
+    auto err = parse(cfg, {"--items", "many"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err)
+          == "invalid value 'many' for option '--items' (expected int32)");
+  }
+  SECTION("value out of range") {
+    auto err = parse(cfg, {"--items=99999999999"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err).find("'--items'") != std::string::npos);
+  }
+  SECTION("missing value") {
+    auto err = parse(cfg, {"--items"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err) == "option '--items' needs a value (int32)");
+  }
+  SECTION("a flag given a value") {
+    auto err = parse(cfg, {"--verbose=false"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err) == "option '--verbose' is a flag and takes no value");
+  }
+  SECTION("unknown log level") {
+    auto err = parse(cfg, {"--troupe.log-level", "loud"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err).find("'--troupe.log-level'") != std::string::npos);
+  }
+  SECTION("a positional argument the program does not take") {
+    auto err = parse(cfg, {"stray"});
+    CHECK(err == errc::unknown_option);
+    CHECK(what(err) == "unexpected argument 'stray'");
+  }
+  SECTION("a log file that cannot be opened") {
+    auto err = parse(cfg, {"--troupe.log-file=/nonexistent-dir/x.log"});
+    CHECK(err == errc::cannot_open_file);
+  }
+}
+
+TEST_CASE("programs that declare positional arguments receive them in order",
+          "[runtime][config]") {
+  test_config cfg;
+  cfg.positional("HOST...");
+  REQUIRE_FALSE(parse(cfg, {"a", "--items", "2", "b", "--", "--c"}));
+  CHECK(cfg.positional_args() == std::vector<std::string>{"a", "b", "--c"});
+  CHECK(cfg.items == 2);
+}
+
+TEST_CASE("the INI file is read and checked", "[runtime][config]") {
+  test_config cfg;
+  SECTION("values are read, the command line wins") {
+    ini_file ini{"[global]\nitems=3\nlabel=\"x\"\n[troupe]\nname=\"ini\"\n"};
+    REQUIRE_FALSE(parse(cfg, {"--config-file", ini.path, "--label=cli"}));
+    CHECK(cfg.items == 3);
+    CHECK(cfg.label == "cli");
+    CHECK(cfg.name == "ini");
+  }
+  SECTION("an unknown key is an error, not silently ignored") {
+    ini_file ini{"[troupe]\nlog-levl=\"debug\"\n"};
+    auto err = parse(cfg, {"--config-file=" + ini.path});
+    CHECK(err == errc::unknown_option);
+    CHECK(what(err).find("'troupe.log-levl'") != std::string::npos);
+  }
+  SECTION("a value of the wrong type is an error, not silently ignored") {
+    ini_file ini{"[global]\nitems=\"many\"\n"};
+    auto err = parse(cfg, {"--config-file=" + ini.path});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err).find("'items'") != std::string::npos);
+  }
+  SECTION("a syntax error is reported with the file") {
+    ini_file ini{"[troupe]\nname=unquoted\n"};
+    auto err = parse(cfg, {"--config-file=" + ini.path});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err).find(ini.path) != std::string::npos);
+  }
+  SECTION("a missing explicit file is an error") {
+    auto err = parse(cfg, {"--config-file=/nonexistent.ini"});
+    CHECK(err == errc::cannot_open_file);
+  }
+}
+
+TEST_CASE("--help lists the program's and troupe's options, one line each",
+          "[runtime][config]") {
+  test_config cfg;
+  cfg.description("Does things.");
+  REQUIRE_FALSE(parse(cfg, {"--help"}));
+  CHECK(cfg.help_printed());
+  CHECK(cfg.help_requested());
+  auto text = cfg.help_text();
+  CHECK(text.rfind("Usage: prog [OPTIONS]\nDoes things.\n", 0) == 0);
+  for (auto opt : {"--items <int32>", "--verbose ", "--troupe.name <string>",
+                   "--troupe.log-level <string>", "--troupe.log-file <string>",
+                   "--troupe.shutdown-timeout <timespan>", "--long-help"}) {
+    INFO(opt);
+    CHECK(text.find(opt) != std::string::npos);
+  }
+  // CAF's own groups stay out of the short help.
+  CHECK(text.find("scheduler.") == std::string::npos);
+}
+
+TEST_CASE("troupe's default scheduler policy can be overridden",
+          "[runtime][config]") {
+  test_config cfg;
+  REQUIRE_FALSE(parse(cfg, {}));
+  CHECK(caf::get_or(cfg, "scheduler.policy", caf::atom(""))
+        == caf::atom("sharing"));
+  test_config other;
+  REQUIRE_FALSE(parse(other, {"--scheduler.policy", "'stealing'"}));
+  CHECK(caf::get_or(other, "scheduler.policy", caf::atom(""))
+        == caf::atom("stealing"));
+}
+
+} // namespace troupe

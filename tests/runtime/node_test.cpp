@@ -1,0 +1,129 @@
+#include "troupe/runtime/node.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <catch2/catch.hpp>
+#include <spdlog/spdlog.h>
+
+#include "troupe/runtime/message_types.hpp"
+
+namespace troupe {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// An actor that waits for anything and exits only when told to.
+caf::behavior idle(caf::event_based_actor*) {
+  return {[](int32_t) {}};
+}
+
+// Waits (bounded) for the down message of the actor `hdl` that `self`
+// monitors; returns its exit reason, or `sec::request_timeout`.
+caf::error await_down(caf::scoped_actor& self, const caf::actor& hdl) {
+  caf::error reason = caf::sec::request_timeout;
+  self->receive(
+    [&](caf::down_msg& dm) {
+      if (dm.source == hdl.address())
+        reason = dm.reason;
+    },
+    caf::after(10s) >> [] {});
+  return reason;
+}
+
+} // namespace
+
+TEST_CASE("stop() tells top-level actors to exit with user_shutdown",
+          "[runtime][node]") {
+  config cfg;
+  cfg.name = "n1";
+  node n{cfg};
+  auto a = n.spawn(idle);
+  caf::scoped_actor self{n.system()};
+  self->monitor(a);
+  CHECK_FALSE(n.stopping());
+  CHECK_FALSE(n.wait_for_stop(1ms));
+  n.stop();
+  CHECK(n.stopping());
+  CHECK(n.wait_for_stop(1ms));
+  CHECK(await_down(self, a) == caf::exit_reason::user_shutdown);
+  CHECK_FALSE(n.stopped_by_signal());
+}
+
+TEST_CASE("an actor spawned after stop() is told to exit at once",
+          "[runtime][node]") {
+  config cfg;
+  node n{cfg};
+  n.stop();
+  caf::scoped_actor self{n.system()};
+  auto a = n.spawn(idle);
+  self->monitor(a);
+  CHECK(await_down(self, a) == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("stop() reaches every live top-level actor after many have gone",
+          "[runtime][node]") {
+  // Spawns enough short-lived actors to make the node prune its list.
+  config cfg;
+  node n{cfg};
+  caf::scoped_actor self{n.system()};
+  for (int i = 0; i < 3000; ++i) {
+    auto tmp = n.spawn(idle);
+    self->monitor(tmp);
+    caf::anon_send_exit(tmp, caf::exit_reason::user_shutdown);
+    CHECK(await_down(self, tmp) == caf::exit_reason::user_shutdown);
+  }
+  auto keeper = n.spawn(idle);
+  self->monitor(keeper);
+  n.stop();
+  CHECK(await_down(self, keeper) == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("wait_for_stop() wakes when another thread stops the node",
+          "[runtime][node]") {
+  config cfg;
+  node n{cfg};
+  std::thread stopper{[&] { n.stop(); }};
+  CHECK(n.wait_for_stop(10s));
+  stopper.join();
+}
+
+TEST_CASE("the node's logger carries its name and writes to the log file",
+          "[runtime][node]") {
+  auto path = std::string{"troupe_node_test.log"};
+  std::remove(path.c_str());
+  {
+    config cfg;
+    cfg.name = "logged-node";
+    cfg.log_file = path;
+    cfg.log_level = "debug";
+    node n{cfg};
+    CHECK(n.log().name() == "logged-node");
+    CHECK(&troupe::log(n.system()) == &n.log());
+    troupe::log(n.system()).info("hello from the test");
+  }
+  std::ifstream in{path};
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto text = buf.str();
+  CHECK(text.find("[logged-node] [info] hello from the test")
+        != std::string::npos);
+  CHECK(text.find("node started; message registry ") != std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the node's fingerprint is its config's registry fingerprint",
+          "[runtime][node]") {
+  config cfg;
+  node n{cfg};
+  CHECK(n.fingerprint() == registry_fingerprint(cfg));
+}
+
+} // namespace troupe

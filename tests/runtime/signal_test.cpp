@@ -1,0 +1,68 @@
+// SIGINT/SIGTERM stop a troupe program: its actors are told to exit and the
+// process exits 0 within a second.
+
+#include <chrono>
+#include <csignal>
+
+#include <catch2/catch.hpp>
+
+#include "process.hpp"
+
+namespace troupe {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+} // namespace
+
+TEST_CASE("SIGINT and SIGTERM stop a troupe program with exit code 0",
+          "[runtime][signals]") {
+  auto sig = GENERATE(SIGINT, SIGTERM);
+  INFO("signal " << sig);
+  test::child_process p{{test::bin("troupe_signal_probe")}};
+  REQUIRE(p.wait_for_stdout("ready\n", 30s));
+  auto signalled = std::chrono::steady_clock::now();
+  p.send_signal(sig);
+  auto res = p.wait(10s);
+  auto took = std::chrono::steady_clock::now() - signalled;
+  CHECK_FALSE(res.timed_out);
+  CHECK(res.term_signal == 0);
+  CHECK(res.exit_code == 0);
+  CHECK(took < 1s);
+  CHECK(res.err.find(sig == SIGINT ? "SIGINT: stopping the node"
+                                   : "SIGTERM: stopping the node")
+        != std::string::npos);
+}
+
+TEST_CASE("an actor that ignores the stop does not keep the process alive",
+          "[runtime][signals]") {
+  test::child_process p{{test::bin("troupe_signal_probe"), "--stubborn",
+                         "--troupe.shutdown-timeout", "200ms"}};
+  REQUIRE(p.wait_for_stdout("ready\n", 30s));
+  auto signalled = std::chrono::steady_clock::now();
+  p.send_signal(SIGTERM);
+  auto res = p.wait(10s);
+  auto took = std::chrono::steady_clock::now() - signalled;
+  CHECK_FALSE(res.timed_out);
+  CHECK(res.exit_code == 0);
+  CHECK(took >= 200ms); // it did wait for the actor first
+  CHECK(took < 1s);
+  CHECK(res.err.find("1 actor(s) still running 200ms after the stop signal")
+        != std::string::npos);
+}
+
+TEST_CASE("--help exits 0, a bad option exits 2 and names it",
+          "[runtime][signals]") {
+  auto help
+    = test::run_process({test::bin("troupe_signal_probe"), "--help"}, 30s);
+  CHECK(help.exit_code == 0);
+  CHECK(help.out.find("--stubborn") != std::string::npos);
+  CHECK(help.out.find("--troupe.shutdown-timeout") != std::string::npos);
+  auto bad
+    = test::run_process({test::bin("troupe_signal_probe"), "--nope"}, 30s);
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("unknown option '--nope'") != std::string::npos);
+}
+
+} // namespace troupe
