@@ -44,6 +44,15 @@ std::string cli_name(const caf::config_option& opt) {
   return "--" + str(opt.full_name());
 }
 
+// Returns the option whose short name is `c`, or null.
+const caf::config_option* find_short(const caf::config_option_set& opts,
+                                     char c) {
+  for (auto& opt : opts)
+    if (opt.short_names().find(c) != caf::string_view::npos)
+      return &opt;
+  return nullptr;
+}
+
 // Checks the INI file at `path` the way CAF does not: unknown keys and values
 // of the wrong type are errors instead of being ignored.
 caf::error check_ini(const caf::config_option_set& opts,
@@ -138,16 +147,31 @@ caf::error config::parse(int argc, char** argv) {
       positional_.push_back(std::move(arg));
       continue;
     }
-    if (arg[1] != '-') { // short option, e.g. `-w 7`: CAF handles it
-      args.push_back(std::move(arg));
-      continue;
+    const caf::config_option* opt = nullptr;
+    std::string key;
+    auto eq = std::string::npos;
+    if (arg[1] != '-') {
+      // Short option: `-w 7` or `-w7`; rewritten below to its long form.
+      opt = find_short(custom_options_, arg[1]);
+      if (opt == nullptr)
+        return option_error(errc::unknown_option,
+                            "unknown option '" + arg.substr(0, 2) + "'");
+      key = opt->category() == "global" ? str(opt->long_name())
+                                        : str(opt->full_name());
+      if (arg.size() > 2) {
+        arg = "--" + key + "=" + arg.substr(2);
+        eq = key.size() + 2;
+      } else {
+        arg = "--" + key;
+      }
+    } else {
+      eq = arg.find('=');
+      key = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
+      opt = custom_options_.cli_long_name_lookup(key);
+      if (opt == nullptr)
+        return option_error(errc::unknown_option,
+                            "unknown option '--" + key + "'");
     }
-    auto eq = arg.find('=');
-    auto key = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
-    auto opt = custom_options_.cli_long_name_lookup(key);
-    if (opt == nullptr)
-      return option_error(errc::unknown_option,
-                          "unknown option '--" + key + "'");
     if (opt->is_flag()) {
       if (eq != std::string::npos)
         return option_error(errc::invalid_option_value,
@@ -218,7 +242,10 @@ std::string config::help_text() const {
   std::vector<std::pair<std::string, std::string>> own;
   std::vector<std::pair<std::string, std::string>> troupe_opts;
   for (auto& opt : custom_options_) {
-    std::string lhs = cli_name(opt);
+    std::string lhs;
+    for (auto c : opt.short_names())
+      lhs += std::string{'-', c} + ", ";
+    lhs += cli_name(opt);
     if (!opt.is_flag())
       lhs += " <" + str(opt.type_name()) + ">";
     auto entry = std::make_pair(std::move(lhs), str(opt.description()));

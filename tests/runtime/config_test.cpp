@@ -18,7 +18,7 @@ struct test_config : config {
   std::string label = "none";
   test_config() {
     opt_group{custom_options_, "global"}
-      .add(items, "items", "number of items")
+      .add(items, "items,i", "number of items")
       .add(label, "label", "a label")
       .add<bool>("verbose", "be chatty");
   }
@@ -57,20 +57,25 @@ struct ini_file {
 
 TEST_CASE("long options take their value with a space or with '='",
           "[runtime][config]") {
+  test_config cfg;
   SECTION("space") {
-    test_config cfg;
     REQUIRE_FALSE(parse(cfg, {"--items", "7", "--troupe.log-level", "debug"}));
     CHECK(cfg.items == 7);
     CHECK(cfg.log_level == "debug");
   }
   SECTION("equals sign") {
-    test_config cfg;
     REQUIRE_FALSE(parse(cfg, {"--items=8", "--troupe.name=n1"}));
     CHECK(cfg.items == 8);
     CHECK(cfg.name == "n1");
   }
+  SECTION("short options, with or without a space") {
+    REQUIRE_FALSE(parse(cfg, {"-i", "4"}));
+    CHECK(cfg.items == 4);
+    test_config other;
+    REQUIRE_FALSE(parse(other, {"-i9"}));
+    CHECK(other.items == 9);
+  }
   SECTION("flags and strings with spaces") {
-    test_config cfg;
     REQUIRE_FALSE(parse(cfg, {"--verbose", "--label", "two words"}));
     CHECK(caf::get_or(cfg, "verbose", false));
     CHECK(cfg.label == "two words");
@@ -91,6 +96,17 @@ TEST_CASE("bad command lines are errors that name the option",
     auto err = parse(cfg, {"--itmes=3"});
     CHECK(err == errc::unknown_option);
     CHECK(what(err) == "unknown option '--itmes'");
+  }
+  SECTION("unknown short option") {
+    auto err = parse(cfg, {"-x"});
+    CHECK(err == errc::unknown_option);
+    CHECK(what(err) == "unknown option '-x'");
+  }
+  SECTION("short option with a bad value") {
+    auto err = parse(cfg, {"-i", "x"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err)
+          == "invalid value 'x' for option '--items' (expected int32)");
   }
   SECTION("value of the wrong type") {
     auto err = parse(cfg, {"--items", "many"});
@@ -180,9 +196,10 @@ TEST_CASE("--help lists the program's and troupe's options, one line each",
   CHECK(cfg.help_requested());
   auto text = cfg.help_text();
   CHECK(text.rfind("Usage: prog [OPTIONS]\nDoes things.\n", 0) == 0);
-  for (auto opt : {"--items <int32>", "--verbose ", "--troupe.name <string>",
-                   "--troupe.log-level <string>", "--troupe.log-file <string>",
-                   "--troupe.shutdown-timeout <timespan>", "--long-help"}) {
+  for (auto opt :
+       {"-i, --items <int32>", "--verbose ", "--troupe.name <string>",
+        "--troupe.log-level <string>", "--troupe.log-file <string>",
+        "--troupe.shutdown-timeout <timespan>", "--long-help"}) {
     INFO(opt);
     CHECK(text.find(opt) != std::string::npos);
   }
