@@ -71,8 +71,8 @@ child_process::child_process(const std::vector<std::string>& argv) {
   int status[2] = {-1, -1};
   int in = -1;
   auto close_all = [&] {
-    for (int* fd : {&out[0], &out[1], &err[0], &err[1], &status[0],
-                    &status[1], &in})
+    for (int* fd :
+         {&out[0], &out[1], &err[0], &err[1], &status[0], &status[1], &in})
       close_fd(*fd);
   };
   // O_CLOEXEC: no other child started meanwhile inherits these descriptors.
