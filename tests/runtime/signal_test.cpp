@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -14,18 +16,30 @@ namespace {
 
 using namespace std::chrono_literals;
 
+struct stopped {
+  test::process_result res;
+  std::chrono::steady_clock::duration took; // from the signal to the exit
+};
+
+// Starts the probe with `args`, waits until it is ready, sends `sig` and
+// waits (bounded) for the exit.
+stopped stop_probe(std::vector<std::string> args, int sig) {
+  args.insert(args.begin(), test::bin("troupe_signal_probe"));
+  test::child_process p{args};
+  REQUIRE(p.wait_for_stdout("ready\n", 30s));
+  auto signalled = std::chrono::steady_clock::now();
+  p.send_signal(sig);
+  auto res = p.wait(10s);
+  return {res, std::chrono::steady_clock::now() - signalled};
+}
+
 } // namespace
 
 TEST_CASE("SIGINT and SIGTERM stop a troupe program with exit code 0",
           "[runtime][signals]") {
   auto sig = GENERATE(SIGINT, SIGTERM);
   INFO("signal " << sig);
-  test::child_process p{{test::bin("troupe_signal_probe")}};
-  REQUIRE(p.wait_for_stdout("ready\n", 30s));
-  auto signalled = std::chrono::steady_clock::now();
-  p.send_signal(sig);
-  auto res = p.wait(10s);
-  auto took = std::chrono::steady_clock::now() - signalled;
+  auto [res, took] = stop_probe({}, sig);
   CHECK_FALSE(res.timed_out);
   CHECK(res.term_signal == 0);
   CHECK(res.exit_code == 0);
@@ -37,13 +51,8 @@ TEST_CASE("SIGINT and SIGTERM stop a troupe program with exit code 0",
 
 TEST_CASE("an actor that ignores the stop does not keep the process alive",
           "[runtime][signals]") {
-  test::child_process p{{test::bin("troupe_signal_probe"), "--stubborn",
-                         "--troupe.shutdown-timeout", "200ms"}};
-  REQUIRE(p.wait_for_stdout("ready\n", 30s));
-  auto signalled = std::chrono::steady_clock::now();
-  p.send_signal(SIGTERM);
-  auto res = p.wait(10s);
-  auto took = std::chrono::steady_clock::now() - signalled;
+  auto [res, took]
+    = stop_probe({"--stubborn", "--troupe.shutdown-timeout", "200ms"}, SIGTERM);
   CHECK_FALSE(res.timed_out);
   CHECK(res.exit_code == 0);
   CHECK(took >= 200ms); // it did wait for the actor first
