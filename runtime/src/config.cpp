@@ -106,9 +106,16 @@ config::config() {
     .add(log_file, "log-file", "append the log to this file, not to stderr")
     .add(shutdown_timeout, "shutdown-timeout",
          "after SIGINT/SIGTERM, time for actors to exit (default: 500ms)");
-  // The 'stealing' scheduler gets quadratic when one actor spawns or messages
-  // very many actors (caf-0.17.md §7); bench/ measures both policies.
-  set("scheduler.policy", caf::atom("sharing"));
+  // CAF's 'stealing' scheduler, but idle workers steal only on the first poll
+  // of the aggressive and moderate phases (1000 > their 100 and 500 polls)
+  // and then on every relaxed poll (10ms apart). Each steal walks the victim's
+  // whole queue, so CAF's default (every 10th and 5th poll) turns quadratic
+  // when one actor spawns or messages very many actors: 100k spawns from one
+  // actor took 12.6 s with it and about 1 s with this; 'sharing' avoids that
+  // too but made ping-pong 2.6x slower. Measured in bench/; override freely.
+  set("scheduler.policy", caf::atom("stealing"));
+  set("work-stealing.aggressive-steal-interval", size_t{1000});
+  set("work-stealing.moderate-steal-interval", size_t{1000});
   add_error_category(caf::atom("troupe"), [](uint8_t code, caf::atom_value,
                                              const caf::message& ctx) {
     auto result = "troupe_error(" + to_string(static_cast<errc>(code));

@@ -207,16 +207,21 @@ TEST_CASE("--help lists the program's and troupe's options, one line each",
   CHECK(text.find("scheduler.") == std::string::npos);
 }
 
-TEST_CASE("troupe's default scheduler policy can be overridden",
+TEST_CASE("troupe's scheduler defaults can be overridden",
           "[runtime][config]") {
   test_config cfg;
   REQUIRE_FALSE(parse(cfg, {}));
   CHECK(caf::get_or(cfg, "scheduler.policy", caf::atom(""))
-        == caf::atom("sharing"));
-  test_config other;
-  REQUIRE_FALSE(parse(other, {"--scheduler.policy", "'stealing'"}));
-  CHECK(caf::get_or(other, "scheduler.policy", caf::atom(""))
         == caf::atom("stealing"));
+  CHECK(caf::get_or(cfg, "work-stealing.aggressive-steal-interval", size_t{0})
+        == 1000);
+  test_config other;
+  REQUIRE_FALSE(parse(other, {"--scheduler.policy", "'sharing'",
+                              "--work-stealing.aggressive-steal-interval=10"}));
+  CHECK(caf::get_or(other, "scheduler.policy", caf::atom(""))
+        == caf::atom("sharing"));
+  CHECK(caf::get_or(other, "work-stealing.aggressive-steal-interval", size_t{0})
+        == 10);
 }
 
 } // namespace troupe

@@ -1,0 +1,24 @@
+// Variant `troupe`: troupe's API with its defaults. Top-level actors go
+// through `node::spawn`, whose bookkeeping (for shutdown) is measured too.
+
+#include <utility>
+
+#include "troupe/runtime/config.hpp"
+#include "troupe/runtime/node.hpp"
+
+#include "workloads.hpp"
+
+namespace troupe::bench {
+
+result run_troupe(const job& j) {
+  // No `cfg.parse`: it would read a caf-application.ini from the working
+  // directory. Defaults only, as for the raw CAF variants.
+  troupe::config cfg;
+  cfg.name = "troupe_bench";
+  troupe::node n{cfg};
+  return run_workload(j, n.system(), [&](auto fn, auto&&... xs) {
+    return n.spawn(fn, std::forward<decltype(xs)>(xs)...);
+  });
+}
+
+} // namespace troupe::bench
