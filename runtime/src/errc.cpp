@@ -16,6 +16,10 @@ std::string to_string(errc x) {
       return "closed";
     case errc::registry_mismatch:
       return "registry_mismatch";
+    case errc::restart_intensity:
+      return "restart_intensity";
+    case errc::no_such_child:
+      return "no_such_child";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -14,6 +14,8 @@ TEST_CASE("every error code has a name", "[runtime][errc]") {
   CHECK(to_string(errc::shutting_down) == "shutting_down");
   CHECK(to_string(errc::closed) == "closed");
   CHECK(to_string(errc::registry_mismatch) == "registry_mismatch");
+  CHECK(to_string(errc::restart_intensity) == "restart_intensity");
+  CHECK(to_string(errc::no_such_child) == "no_such_child");
   CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
 }
 

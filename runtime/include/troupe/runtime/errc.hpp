@@ -29,6 +29,11 @@ enum class errc : uint8_t {
   /// Two nodes registered different message types. Context: the types that
   /// only one side knows, by node.
   registry_mismatch,
+  /// A supervisor restarted its children more often than its intensity
+  /// allows and gave up. Context: which child failed, how often, and why.
+  restart_intensity,
+  /// A supervisor has no running child of that id. Context: the id.
+  no_such_child,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.
