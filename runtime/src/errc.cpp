@@ -20,6 +20,14 @@ std::string to_string(errc x) {
       return "restart_intensity";
     case errc::no_such_child:
       return "no_such_child";
+    case errc::timeout:
+      return "timeout";
+    case errc::pool_closed:
+      return "pool_closed";
+    case errc::pool_running:
+      return "pool_running";
+    case errc::job_failed:
+      return "job_failed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

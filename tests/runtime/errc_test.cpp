@@ -16,6 +16,10 @@ TEST_CASE("every error code has a name", "[runtime][errc]") {
   CHECK(to_string(errc::registry_mismatch) == "registry_mismatch");
   CHECK(to_string(errc::restart_intensity) == "restart_intensity");
   CHECK(to_string(errc::no_such_child) == "no_such_child");
+  CHECK(to_string(errc::timeout) == "timeout");
+  CHECK(to_string(errc::pool_closed) == "pool_closed");
+  CHECK(to_string(errc::pool_running) == "pool_running");
+  CHECK(to_string(errc::job_failed) == "job_failed");
   CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
 }
 

@@ -34,6 +34,15 @@ enum class errc : uint8_t {
   restart_intensity,
   /// A supervisor has no running child of that id. Context: the id.
   no_such_child,
+  /// A wait ended before what it waited for happened (e.g. a pool job's
+  /// result). Context: what was still missing.
+  timeout,
+  /// The pool was closed and takes no more jobs.
+  pool_closed,
+  /// `join` was called on a pool that was not closed first.
+  pool_running,
+  /// A job run by a pool threw. Context: the exception's message.
+  job_failed,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.
