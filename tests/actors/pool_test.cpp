@@ -243,14 +243,23 @@ TEST_CASE_METHOD(fixture,
                  "[actors][pool]") {
   pool p{sys, pool_options{2, false}};
   std::mutex mtx;
+  std::condition_variable cv;
   std::vector<int> finished; // job ids in the order they finished
   auto record = [&](int id) {
     std::lock_guard<std::mutex> guard{mtx};
     finished.push_back(id);
+    cv.notify_all();
     return id;
   };
+  // The slow job holds its worker until all 20 fast jobs are done (bounded):
+  // they can only get done if the other worker pulls every one of them.
+  bool fast_ones_done = false;
   REQUIRE(p.apply_async([&] {
-    std::this_thread::sleep_for(500ms);
+    {
+      std::unique_lock<std::mutex> guard{mtx};
+      fast_ones_done
+        = cv.wait_for(guard, patience, [&] { return finished.size() == 20; });
+    }
     return record(-1);
   }));
   for (int i = 0; i < 20; ++i)
@@ -258,6 +267,7 @@ TEST_CASE_METHOD(fixture,
   p.close();
   REQUIRE_FALSE(p.join(patience));
   std::lock_guard<std::mutex> guard{mtx};
+  CHECK(fast_ones_done);
   REQUIRE(finished.size() == 21);
   CHECK(finished.back() == -1);
 }
