@@ -190,12 +190,9 @@ caf::behavior supervisor(caf::stateful_actor<supervisor_state>* self,
   });
   self->set_down_handler([self](caf::down_msg& msg) {
     // Children stopped for a group restart report here (no longer linked).
-    auto& xs = self->state.children;
-    for (size_t i = 0; i < xs.size(); ++i)
-      if (xs[i].stopping && xs[i].hdl && xs[i].hdl.address() == msg.source) {
-        on_child_exit(self, i, msg.reason);
-        return;
-      }
+    auto i = find_child(self->state, msg.source);
+    if (i >= 0 && self->state.children[static_cast<size_t>(i)].stopping)
+      on_child_exit(self, static_cast<size_t>(i), msg.reason);
   });
   for (size_t i = 0; i < st.children.size(); ++i)
     if (!start_child(self, i))

@@ -163,8 +163,7 @@ caf::error config::parse(int argc, char** argv) {
       if (opt == nullptr)
         return option_error(errc::unknown_option,
                             "unknown option '" + arg.substr(0, 2) + "'");
-      key = opt->category() == "global" ? str(opt->long_name())
-                                        : str(opt->full_name());
+      key = cli_name(*opt).substr(2);
       if (arg.size() > 2) {
         arg = "--" + key + "=" + arg.substr(2);
         eq = key.size() + 2;

@@ -5,10 +5,10 @@
 namespace troupe::detail {
 
 std::optional<int> parse_or_exit_code(config& cfg, int argc, char** argv) {
-  auto prog = argc > 0 ? std::string{argv[0]} : std::string{"troupe"};
-  if (auto pos = prog.rfind('/'); pos != std::string::npos)
-    prog.erase(0, pos + 1);
-  if (auto err = cfg.parse(argc, argv)) {
+  auto err = cfg.parse(argc, argv);
+  auto prog
+    = cfg.program_name().empty() ? std::string{"troupe"} : cfg.program_name();
+  if (err) {
     std::string what;
     if (err.context().size() == 1
         && err.context().match_element<std::string>(0))

@@ -62,6 +62,12 @@ public:
   /// the help text, and the program should then exit 0.
   [[nodiscard]] caf::error parse(int argc, char** argv);
 
+  /// Returns the program's name: `argv[0]` without its directory, as
+  /// `parse` found it (empty before `parse`).
+  const std::string& program_name() const noexcept {
+    return program_name_;
+  }
+
   /// Returns whether the program should exit 0 after `parse` without
   /// starting: `--help` was given (print `help_text()`), or CAF printed the
   /// text for `--long-help` or `--dump-config`.
