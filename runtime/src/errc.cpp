@@ -28,8 +28,26 @@ std::string to_string(errc x) {
       return "pool_running";
     case errc::job_failed:
       return "job_failed";
+    case errc::tls_config:
+      return "tls_config";
+    case errc::insecure_refused:
+      return "insecure_refused";
+    case errc::connect_failed:
+      return "connect_failed";
+    case errc::no_such_queue:
+      return "no_such_queue";
+    case errc::type_mismatch:
+      return "type_mismatch";
+    case errc::store_failed:
+      return "store_failed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+std::string error_text(const caf::error& err) {
+  if (err.context().size() == 1 && err.context().match_element<std::string>(0))
+    return err.context().get_as<std::string>(0);
+  return to_string(err);
 }
 
 } // namespace troupe

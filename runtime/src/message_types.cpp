@@ -9,12 +9,16 @@
 #include <openssl/evp.h>
 
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/queue_protocol.hpp"
 
 namespace troupe {
 
 void add_message_types(caf::actor_system_config& cfg) {
   // Every troupe type that crosses a process boundary, and nothing else.
   cfg.add_message_type<node_info>("troupe.node_info");
+  cfg.add_message_type<worker_hello>("troupe.worker_hello");
+  cfg.add_message_type<task_msg>("troupe.task_msg");
+  cfg.add_message_type<result_msg>("troupe.result_msg");
 }
 
 namespace {

@@ -9,13 +9,7 @@ std::optional<int> parse_or_exit_code(config& cfg, int argc, char** argv) {
   auto prog
     = cfg.program_name().empty() ? std::string{"troupe"} : cfg.program_name();
   if (err) {
-    std::string what;
-    if (err.context().size() == 1
-        && err.context().match_element<std::string>(0))
-      what = err.context().get_as<std::string>(0);
-    else
-      what = to_string(err);
-    std::cerr << prog << ": " << what << "\nTry '" << prog
+    std::cerr << prog << ": " << error_text(err) << "\nTry '" << prog
               << " --help' for the options.\n";
     return 2;
   }
@@ -26,6 +20,11 @@ std::optional<int> parse_or_exit_code(config& cfg, int argc, char** argv) {
     return 0;
   }
   return std::nullopt;
+}
+
+int report_config_error(const config& cfg, const caf::error& err) {
+  std::cerr << cfg.program_name() << ": " << error_text(err) << '\n';
+  return 2;
 }
 
 int report_startup_failure(const config& cfg, const char* what) {

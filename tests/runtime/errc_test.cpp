@@ -20,6 +20,12 @@ TEST_CASE("every error code has a name", "[runtime][errc]") {
   CHECK(to_string(errc::pool_closed) == "pool_closed");
   CHECK(to_string(errc::pool_running) == "pool_running");
   CHECK(to_string(errc::job_failed) == "job_failed");
+  CHECK(to_string(errc::tls_config) == "tls_config");
+  CHECK(to_string(errc::insecure_refused) == "insecure_refused");
+  CHECK(to_string(errc::connect_failed) == "connect_failed");
+  CHECK(to_string(errc::no_such_queue) == "no_such_queue");
+  CHECK(to_string(errc::type_mismatch) == "type_mismatch");
+  CHECK(to_string(errc::store_failed) == "store_failed");
   CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
 }
 
@@ -34,6 +40,13 @@ TEST_CASE("troupe errors are CAF errors that render by name",
   CHECK(sys.render(err) == "troupe_error(closed)");
   CHECK(sys.render(caf::make_error(errc::shutting_down, "node n1"))
         == "troupe_error(shutting_down, node n1)");
+}
+
+TEST_CASE("error_text shows a troupe error's message, or CAF's rendering",
+          "[runtime][errc]") {
+  CHECK(error_text(caf::make_error(errc::closed, "queue 'q' is closed"))
+        == "queue 'q' is closed");
+  CHECK_FALSE(error_text(caf::make_error(errc::closed)).empty());
 }
 
 } // namespace troupe

@@ -145,6 +145,28 @@ bool child_process::wait_for_stderr(const std::string& text,
   return wait_for(err_fd_, result_.err, text, timeout);
 }
 
+bool child_process::wait_for_count(const std::string& text, size_t n,
+                                   std::chrono::milliseconds timeout) {
+  auto deadline = clock::now() + timeout;
+  size_t found = 0;
+  size_t from = 0; // occurrences before this position are counted
+  for (;;) {
+    for (auto pos = result_.out.find(text, from); pos != std::string::npos;
+         pos = result_.out.find(text, from)) {
+      ++found;
+      from = pos + text.size();
+    }
+    if (found >= n)
+      return true;
+    if (out_fd_ < 0)
+      return false;
+    auto now = clock::now();
+    if (now >= deadline)
+      return false;
+    pump(deadline - now);
+  }
+}
+
 process_result child_process::wait(std::chrono::milliseconds timeout) {
   auto deadline = clock::now() + timeout;
   while (!try_reap()) {

@@ -71,6 +71,17 @@ public:
   bool wait_for_stderr(const std::string& text,
                        std::chrono::milliseconds timeout);
 
+  /// Returns what the child printed to stdout so far (as read by the calls
+  /// above).
+  const std::string& out() const {
+    return result_.out;
+  }
+
+  /// Reads output until stdout holds `n` occurrences of `text` or `timeout`
+  /// passes; returns whether they appeared.
+  bool wait_for_count(const std::string& text, size_t n,
+                      std::chrono::milliseconds timeout);
+
   /// Waits for the child to exit, SIGKILLing it after `timeout`, and collects
   /// the rest of its output: `out` and `err` of the result hold everything the
   /// child printed since it started. Calling it again returns the same result.

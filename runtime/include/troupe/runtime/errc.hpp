@@ -43,10 +43,30 @@ enum class errc : uint8_t {
   pool_running,
   /// A job run by a pool threw. Context: the exception's message.
   job_failed,
+  /// TLS is misconfigured: a key, certificate or CA file is missing, does
+  /// not parse, or does not fit the others. Context: the file and the cause.
+  tls_config,
+  /// Plain TCP was refused: the address is not loopback and neither TLS nor
+  /// `--insecure` was given. Context: the address.
+  insecure_refused,
+  /// A peer could not be reached or did not complete the handshake (e.g. a
+  /// wrong cluster key). Context: the address and the cause.
+  connect_failed,
+  /// The master serves no queue of that name. Context: the name.
+  no_such_queue,
+  /// A worker's task or result type differs from the queue's. Context: both.
+  type_mismatch,
+  /// A stored queue cannot be used: not a troupe store, made for another
+  /// queue, or SQLite failed. Context: the path and the cause.
+  store_failed,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.
 std::string to_string(errc x);
+
+/// Returns the text to show a user for `err`: its message if it carries one
+/// (troupe's errors do), otherwise CAF's rendering of it.
+std::string error_text(const caf::error& err);
 
 } // namespace troupe
 

@@ -2,9 +2,11 @@
 
 #include <exception>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "troupe/runtime/config.hpp"
+#include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/node.hpp"
 
 namespace troupe {
@@ -15,6 +17,16 @@ namespace detail {
 /// program should stop now (0 after help, 2 after a bad option).
 std::optional<int> parse_or_exit_code(config& cfg, int argc, char** argv);
 
+/// Prints `err`, found by `Config::prepare`; returns 2.
+int report_config_error(const config& cfg, const caf::error& err);
+
+template <class T, class = void>
+struct has_prepare : std::false_type {};
+
+template <class T>
+struct has_prepare<T, std::void_t<decltype(std::declval<T&>().prepare())>>
+    : std::true_type {};
+
 /// Prints `what` as a start-up error of the program in `cfg`; returns 1.
 int report_startup_failure(const config& cfg, const char* what);
 
@@ -23,7 +35,10 @@ int report_startup_failure(const config& cfg, const char* what);
 /// The body of a troupe program's `main`: parses the command line and INI
 /// file into a `Config`, starts a `node` that stops on SIGINT/SIGTERM, and
 /// calls `fn(node&, const Config&)`, which returns the exit code. Then waits
-/// for all actors to exit.
+/// for all actors to exit. If `Config` has a member `caf::error prepare()`,
+/// it runs after parsing and before the node starts (e.g. to check TLS
+/// files, which CAF would abort on); its error is printed and the program
+/// exits 2.
 ///
 /// Exit codes: `fn`'s result; 0 after `--help` or when a signal stopped the
 /// node; 2 for an unknown option or a bad value (the message names it).
@@ -42,6 +57,10 @@ int run(int argc, char** argv, F fn) {
   Config cfg;
   if (auto code = detail::parse_or_exit_code(cfg, argc, argv))
     return *code;
+  if constexpr (detail::has_prepare<Config>::value) {
+    if (auto err = cfg.prepare())
+      return detail::report_config_error(cfg, err);
+  }
   std::optional<node> n;
   try {
     n.emplace(cfg, node::signals::stop);

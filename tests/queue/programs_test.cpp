@@ -1,0 +1,369 @@
+// task_master and task_worker as processes on 127.0.0.1 with OS-chosen ports:
+// seed 002's output, 10,000 tasks over three workers with one of them
+// killed, and a master killed and restarted on its store.
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "process.hpp"
+
+namespace troupe::test {
+
+namespace {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+// Generous: CI also runs the suite under AddressSanitizer.
+constexpr milliseconds patience = 60s;
+
+using args = std::vector<std::string>;
+
+// Starts task_master with `extra` arguments on an OS-chosen port (unless
+// `extra` names one) and returns it once it printed its address.
+std::unique_ptr<child_process> start_master(const args& extra, uint16_t& port) {
+  args argv{bin("task_master"), "--troupe.log-level=warn"};
+  bool has_port = false;
+  for (auto& x : extra)
+    has_port = has_port || x == "--port";
+  if (!has_port)
+    argv.insert(argv.end(), {"--port", "0"});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = std::make_unique<child_process>(argv);
+  REQUIRE(p->wait_for_stdout("listening on 127.0.0.1:", patience));
+  REQUIRE(p->wait_for_stdout("\n", patience));
+  auto line = lines(p->out()).front();
+  port = static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+  REQUIRE(port != 0);
+  return p;
+}
+
+std::unique_ptr<child_process> start_worker(uint16_t port,
+                                            const args& extra = {}) {
+  args argv{bin("task_worker"), "--troupe.log-level=warn", "--connect",
+            "127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return std::make_unique<child_process>(argv);
+}
+
+// The numbers of `Put task n...` lines.
+std::vector<int64_t> puts(const std::string& out) {
+  std::vector<int64_t> xs;
+  for (auto& line : lines(out)) {
+    long long n = 0;
+    if (std::sscanf(line.c_str(), "Put task %lld...", &n) == 1)
+      xs.push_back(n);
+  }
+  return xs;
+}
+
+// The numbers of `Result: n * n = m` lines; checks each m.
+std::vector<int64_t> results(const std::string& out) {
+  std::vector<int64_t> xs;
+  for (auto& line : lines(out)) {
+    long long n = 0;
+    long long n2 = 0;
+    long long m = 0;
+    if (std::sscanf(line.c_str(), "Result: %lld * %lld = %lld", &n, &n2, &m)
+        == 3) {
+      CHECK(n == n2);
+      CHECK(m == n * n);
+      xs.push_back(n);
+    }
+  }
+  return xs;
+}
+
+// Returns whether `xs` has no element twice.
+bool distinct(const std::vector<int64_t>& xs) {
+  return std::set<int64_t>(xs.begin(), xs.end()).size() == xs.size();
+}
+
+std::set<int64_t> as_set(const std::vector<int64_t>& xs) {
+  return {xs.begin(), xs.end()};
+}
+
+// Connects to 127.0.0.1:`port`, sends `bytes`, and waits (bounded) for the
+// peer to close the connection; returns whether it did.
+bool send_raw(uint16_t port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  // The peer may close while we are still sending; that is fine.
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  bool closed = false;
+  char buf[4096];
+  for (int i = 0; i < 20 && !closed; ++i) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      auto n = ::recv(fd, buf, sizeof(buf), 0);
+      closed = n <= 0;
+    }
+  }
+  ::close(fd);
+  return closed;
+}
+
+// Returns the resident memory of process `pid` in KiB (0 if unknown).
+long rss_kib(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      long kib = 0;
+      in >> kib;
+      return kib;
+    }
+    in.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+} // namespace
+
+TEST_CASE("seed 002: one master, one worker, ten tasks",
+          "[task_queue][programs]") {
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "10"}, port);
+  auto worker = start_worker(port);
+  auto m = master->wait(patience);
+  auto w = worker->wait(patience);
+  CHECK(m.exit_code == 0);
+  CHECK(w.exit_code == 0);
+  auto out = lines(m.out);
+  REQUIRE(out.size() == 1 + 10 + 1 + 10 + 2);
+  CHECK(out[0] == "listening on 127.0.0.1:" + std::to_string(port));
+  CHECK(out[11] == "Try get results...");
+  CHECK_THAT(out[22], Catch::StartsWith("summary: 10 results of 10 tasks"));
+  CHECK(out[23] == "master exit.");
+  auto put = puts(m.out);
+  REQUIRE(put.size() == 10);
+  CHECK(distinct(put));
+  auto got = results(m.out);
+  CHECK(as_set(got) == as_set(put));
+  auto wout = lines(w.out);
+  REQUIRE(wout.size() == 12);
+  CHECK(wout.front()
+        == "Connect to server 127.0.0.1:" + std::to_string(port) + "...");
+  CHECK(wout.back() == "worker exit.");
+  for (size_t i = 1; i < 11; ++i)
+    CHECK_THAT(wout[i], Catch::StartsWith("run task "));
+}
+
+TEST_CASE("10,000 tasks over three workers, one of them killed: every result "
+          "exactly once",
+          "[task_queue][programs]") {
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "10000"}, port);
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 0; i < 3; ++i)
+    workers.push_back(start_worker(port, {"--quiet", "--work", "1ms"}));
+  REQUIRE(master->wait_for_stdout("Result: ", patience));
+  workers[0]->send_signal(SIGKILL);
+  auto m = master->wait(patience);
+  CHECK(m.exit_code == 0);
+  auto put = puts(m.out);
+  REQUIRE(put.size() == 10000);
+  auto got = results(m.out);
+  CHECK(got.size() == 10000);
+  CHECK(distinct(got));
+  CHECK(as_set(got) == as_set(put));
+  // The killed worker held leases, which went to the others.
+  CHECK_THAT(m.out, !Catch::Contains(" 0 redelivered"));
+  CHECK_THAT(m.out, Catch::Contains("master exit."));
+  auto killed = workers[0]->wait(patience);
+  CHECK(killed.term_signal == SIGKILL);
+  for (size_t i = 1; i < workers.size(); ++i) {
+    auto w = workers[i]->wait(patience);
+    CHECK(w.exit_code == 0);
+    CHECK_THAT(w.out, Catch::EndsWith("worker exit.\n"));
+  }
+}
+
+TEST_CASE("a master killed with SIGKILL resumes from its store; workers "
+          "reconnect; nothing is lost",
+          "[task_queue][programs]") {
+  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto store = dir + "/queue.db";
+  uint16_t port = 0;
+  auto first = start_master({"--tasks", "10000", "--store", store}, port);
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 0; i < 3; ++i)
+    workers.push_back(start_worker(port, {"--quiet", "--work", "1ms"}));
+  REQUIRE(first->wait_for_count("Result: ", 500, patience));
+  first->send_signal(SIGKILL);
+  auto r1 = first->wait(patience);
+  REQUIRE(r1.term_signal == SIGKILL);
+  auto put = puts(r1.out);
+  REQUIRE(put.size() == 10000);
+  auto got1 = results(r1.out);
+  CHECK(distinct(got1));
+  // Same port, same store: the workers come back by themselves.
+  uint16_t port2 = 0;
+  auto second = start_master(
+    {"--port", std::to_string(port), "--tasks", "10000", "--store", store},
+    port2);
+  REQUIRE(port2 == port);
+  auto r2 = second->wait(patience);
+  CHECK(r2.exit_code == 0);
+  CHECK_THAT(r2.out, Catch::Contains("Resuming 10000 tasks from " + store));
+  CHECK(puts(r2.out).empty());
+  auto got2 = results(r2.out);
+  CHECK(distinct(got2));
+  // Every task has its result in one of the runs; a result printed just
+  // before the kill, but not yet acknowledged, is printed again.
+  auto all = as_set(got1);
+  all.insert(got2.begin(), got2.end());
+  CHECK(all == as_set(put));
+  UNSCOPED_INFO("results printed in both runs: " << got1.size() + got2.size()
+                                                      - all.size());
+  for (auto& w : workers) {
+    auto res = w->wait(patience);
+    CHECK(res.exit_code == 0);
+    CHECK_THAT(res.out, Catch::EndsWith("worker exit.\n"));
+  }
+  for (auto suffix : {"", "-wal", "-shm"})
+    std::remove((store + suffix).c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_CASE("task_master and task_worker reject bad options with a clear message",
+          "[task_queue][programs]") {
+  auto r = run_process({bin("task_master"), "--tasks", "0"}, patience);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--tasks must be at least 1"));
+  r = run_process({bin("task_master"), "--bind", "0.0.0.0", "--port", "0"},
+                  patience);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("refusing plain TCP on 0.0.0.0"));
+  r = run_process({bin("task_worker"), "--connect", "nonsense"}, patience);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("'nonsense' is not HOST:PORT"));
+  r = run_process({bin("task_master"), "--help"}, patience);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out,
+             Catch::Contains("--authkey-file") && Catch::Contains("--store"));
+}
+
+TEST_CASE("a worker that cannot reach its master says why and gives up when "
+          "told to",
+          "[task_queue][programs]") {
+  // A port that nobody listens on: bind one, then let it go.
+  uint16_t port = 0;
+  {
+    auto probe = start_master({"--tasks", "1"}, port);
+    probe->send_signal(SIGKILL);
+    probe->wait(patience);
+  }
+  auto r
+    = run_process({bin("task_worker"), "--connect",
+                   "127.0.0.1:" + std::to_string(port), "--give-up-after", "2"},
+                  patience);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err,
+             Catch::Contains("cannot reach 127.0.0.1:" + std::to_string(port)));
+  CHECK_THAT(r.err, Catch::Contains("refused"));
+}
+
+} // namespace troupe::test
+
+namespace troupe::test {
+
+TEST_CASE("with a cluster key: mutual TLS; a wrong key, no key, garbage and "
+          "an oversized BASP header are refused, and nothing is lost",
+          "[task_queue][programs][tls]") {
+  char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto key = dir + "/cluster.key";
+  auto other = dir + "/other.key";
+  for (auto& k : {key, other})
+    REQUIRE(run_process({bin("troupe"), "keygen", k}, patience).exit_code == 0);
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "200", "--authkey-file", key}, port);
+  auto where = "127.0.0.1:" + std::to_string(port);
+  // Random bytes, then a BASP header announcing a 4 GiB payload: without
+  // TLS, CAF 0.17 would allocate it before any handshake.
+  std::string noise(100000, '\0');
+  std::mt19937 gen{42};
+  for (auto& c : noise)
+    c = static_cast<char>(gen());
+  CHECK(send_raw(port, noise));
+  std::string header(32, '\0');
+  header[0] = 1;                                          // server handshake
+  header[4] = header[5] = header[6] = header[7] = '\xff'; // payload_len
+  CHECK(send_raw(port, header));
+  CHECK(rss_kib(master->pid()) < 512 * 1024);
+  // A worker of another cluster, and one without a key: refused, with the
+  // reason on the worker's side.
+  auto wrong = run_process({bin("task_worker"), "--connect", where,
+                            "--authkey-file", other, "--give-up-after", "1"},
+                           patience);
+  CHECK(wrong.exit_code == 1);
+  CHECK_THAT(wrong.err, Catch::Contains("not signed by our cluster CA"));
+  auto none = run_process(
+    {bin("task_worker"), "--connect", where, "--give-up-after", "1"}, patience);
+  CHECK(none.exit_code == 1);
+  CHECK_THAT(none.err, Catch::Contains("requires TLS"));
+  // The master kept serving: the right key gets every task done.
+  auto good = run_process(
+    {bin("task_worker"), "--connect", where, "--authkey-file", key, "--quiet"},
+    patience);
+  CHECK(good.exit_code == 0);
+  CHECK_THAT(good.out, Catch::EndsWith("worker exit.\n"));
+  auto m = master->wait(patience);
+  CHECK(m.exit_code == 0);
+  auto got = results(m.out);
+  CHECK(got.size() == 200);
+  CHECK(distinct(got));
+  CHECK(as_set(got) == as_set(puts(m.out)));
+  for (auto& k : {key, other})
+    std::remove(k.c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_CASE("a key file that others can read, or a missing one, stops the "
+          "program before it starts",
+          "[task_queue][programs][tls]") {
+  char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto key = dir + "/cluster.key";
+  REQUIRE(run_process({bin("troupe"), "keygen", key}, patience).exit_code == 0);
+  REQUIRE(::chmod(key.c_str(), 0644) == 0);
+  auto r = run_process(
+    {bin("task_master"), "--port", "0", "--authkey-file", key}, patience);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("chmod 600"));
+  r = run_process({bin("task_worker"), "--authkey-file", dir + "/missing.key"},
+                  patience);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains(dir + "/missing.key"));
+  std::remove(key.c_str());
+  ::rmdir(dir.c_str());
+}
+
+} // namespace troupe::test

@@ -1,0 +1,142 @@
+// task_worker: a worker of seed 002's distributed task queue. Connects to a
+// task_master, takes tasks n from its queue and answers "n * n = n²". If the
+// master goes away it reconnects with backoff; when the master closes the
+// queue it prints `worker exit.` and exits 0.
+//
+//   task_worker --connect 127.0.0.1:5000
+//   task_worker --connect 10.0.0.1:5000 --authkey-file cluster.key
+//
+// Output (seed 002's lines):
+//   Connect to server 127.0.0.1:5000...
+//   run task 3411 * 3411...     (one per task)
+//   worker exit.
+
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include <caf/config_option_adder.hpp>
+#include <caf/scoped_actor.hpp>
+#include <spdlog/spdlog.h>
+
+#include "troupe/actors/task_queue.hpp"
+#include "troupe/runtime/net.hpp"
+#include "troupe/runtime/run.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using troupe::actors::worker_event;
+
+struct config : troupe::net_config {
+  std::string connect = "127.0.0.1:5000";
+  std::string queue = "tasks";
+  uint32_t prefetch = 64;
+  caf::timespan work = caf::timespan{0};
+  caf::timespan connect_timeout = 2s;
+  uint32_t give_up_after = 0;
+  bool quiet = false;
+
+  // Parsed from `connect` by `prepare`.
+  std::string host;
+  uint16_t port = 0;
+
+  config() : net_config(role::connect) {
+    description("takes tasks from a task_master's queue and answers them "
+                "(seed 002's task_worker)");
+    caf::config_option_adder{custom_options_, "global"}
+      .add(connect, "connect",
+           "the master's HOST:PORT (default 127.0.0.1:5000)")
+      .add(queue, "queue", "name of the queue (default 'tasks')")
+      .add(prefetch, "prefetch",
+           "tasks the master may send ahead of results (default 64)")
+      .add(work, "work", "time each task takes, e.g. 1s as in seed 002")
+      .add(connect_timeout, "connect-timeout",
+           "bound of one connection attempt (default 2s)")
+      .add(give_up_after, "give-up-after",
+           "exit 1 after this many failed connects in a row (0: never)")
+      .add(quiet, "quiet", "print no line per task");
+  }
+
+  caf::error prepare() {
+    if (auto err = troupe::parse_host_port(connect, host, port))
+      return err;
+    if (prefetch == 0)
+      return caf::make_error(troupe::errc::invalid_option_value,
+                             "--prefetch must be at least 1");
+    return secure(host);
+  }
+};
+
+int run_worker(troupe::node& n, const config& cfg) {
+  auto prog = cfg.program_name();
+  troupe::actors::worker_options opts;
+  opts.host = cfg.host;
+  opts.port = cfg.port;
+  opts.queue = cfg.queue;
+  opts.prefetch = cfg.prefetch;
+  opts.connect_timeout = cfg.connect_timeout;
+  opts.max_connect_attempts = cfg.give_up_after;
+  bool quiet = cfg.quiet;
+  auto work = cfg.work;
+  // The listener and the task function run on the worker's thread.
+  bool announced = false;
+  bool closed = false;
+  std::string failure;
+  std::string last_loss;
+  auto listener = [&](worker_event ev, const std::string& text) {
+    switch (ev) {
+      case worker_event::connecting:
+        if (!announced)
+          std::cout << "Connect to server " << text << "..." << std::endl;
+        announced = true;
+        break;
+      case worker_event::joined:
+        if (!last_loss.empty())
+          std::cerr << prog << ": back at " << text << std::endl;
+        last_loss.clear();
+        break;
+      case worker_event::disconnected:
+        if (text != last_loss)
+          std::cerr << prog << ": " << text << std::endl;
+        last_loss = text;
+        break;
+      case worker_event::closed:
+        closed = true;
+        break;
+      case worker_event::failed:
+        failure = text;
+        break;
+    }
+  };
+  auto task = [quiet, work](const int64_t& x) {
+    if (!quiet)
+      std::cout << "run task " << x << " * " << x << "...\n";
+    if (work > caf::timespan{0})
+      std::this_thread::sleep_for(work);
+    return std::to_string(x) + " * " + std::to_string(x) + " = "
+           + std::to_string(x * x);
+  };
+  if (cfg.insecure_plain())
+    n.log().warn("--insecure: talking to {} over unencrypted TCP", cfg.connect);
+  auto worker = troupe::actors::spawn_worker<int64_t, std::string>(
+    n, cfg, opts, task, listener);
+  caf::scoped_actor self{n.system()};
+  self->wait_for(worker);
+  std::cout.flush();
+  if (!failure.empty()) {
+    std::cerr << prog << ": " << failure << std::endl;
+    return 1;
+  }
+  if (closed)
+    std::cout << "worker exit." << std::endl;
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  return troupe::run<config>(argc, argv, run_worker);
+}

@@ -1,0 +1,143 @@
+// troupe: the command-line tool. Each subcommand is one row in `commands`
+// below: its name, its arguments, a one-line summary and the function that
+// runs it. Exit codes: 0 success, 1 the command failed, 2 bad usage.
+//
+//   $ troupe keygen cluster.key
+//   wrote new cluster key to cluster.key (mode 0600); copy it to every node
+//   and pass --authkey-file cluster.key
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "troupe/runtime/security.hpp"
+
+namespace {
+
+using args_list = std::vector<std::string>;
+
+/// One subcommand of `troupe`.
+struct command {
+  /// Its name on the command line.
+  const char* name;
+  /// Its arguments, as shown in the usage line.
+  const char* args;
+  /// What it does, in one line for `troupe help`.
+  const char* summary;
+  /// Further help for `troupe help <name>`, or an empty string.
+  const char* details;
+  /// Runs it with the arguments after its name; returns the exit code.
+  int (*run)(const command& self, const args_list& args);
+};
+
+constexpr int exit_ok = 0;
+constexpr int exit_failed = 1;
+constexpr int exit_usage = 2;
+
+int usage_error(const command& cmd, const std::string& what) {
+  std::fprintf(stderr, "troupe %s: %s\nusage: troupe %s %s\n", cmd.name,
+               what.c_str(), cmd.name, cmd.args);
+  return exit_usage;
+}
+
+bool is_help_flag(const std::string& arg) {
+  return arg == "-h" || arg == "--help";
+}
+
+void print_command_help(const command& cmd) {
+  std::printf("usage: troupe %s %s\n\n%s\n", cmd.name, cmd.args, cmd.summary);
+  if (std::strlen(cmd.details) > 0)
+    std::printf("\n%s", cmd.details);
+}
+
+// -- subcommands --------------------------------------------------------------
+
+int run_keygen(const command& self, const args_list& args) {
+  if (args.size() == 1 && is_help_flag(args[0])) {
+    print_command_help(self);
+    return exit_ok;
+  }
+  if (args.empty())
+    return usage_error(self, "missing FILE");
+  if (args.size() > 1)
+    return usage_error(self, "too many arguments");
+  const auto& path = args[0];
+  if (path.size() > 1 && path[0] == '-')
+    return usage_error(self, "unknown option " + path);
+  if (auto err = troupe::security::write_key_file(path); !err.empty()) {
+    std::fprintf(stderr, "troupe keygen: %s\n", err.c_str());
+    return exit_failed;
+  }
+  std::printf("wrote new cluster key to %s (mode 0600); copy it to every node "
+              "and pass --authkey-file %s\n",
+              path.c_str(), path.c_str());
+  return exit_ok;
+}
+
+int run_help(const command& self, const args_list& args);
+
+const command commands[] = {
+  {"keygen", "FILE", "Write a new random cluster key to FILE (mode 0600).",
+   "Nodes that hold the same key trust each other: each derives the same\n"
+   "cluster CA from it and issues itself a TLS certificate signed by that CA.\n"
+   "Copy FILE to every node over a secure channel and start each with\n"
+   "--authkey-file FILE. Refuses to overwrite an existing FILE.\n",
+   run_keygen},
+  {"help", "[COMMAND]", "Show this help, or the help of COMMAND.", "",
+   run_help},
+};
+
+const command* find_command(const std::string& name) {
+  for (const auto& cmd : commands)
+    if (name == cmd.name)
+      return &cmd;
+  return nullptr;
+}
+
+void print_overview(std::FILE* out) {
+  std::fprintf(out, "usage: troupe COMMAND [ARGS...]\n\ncommands:\n");
+  for (const auto& cmd : commands) {
+    auto synopsis = std::string{cmd.name} + " " + cmd.args;
+    std::fprintf(out, "  %-18s %s\n", synopsis.c_str(), cmd.summary);
+  }
+  std::fprintf(out, "\nRun 'troupe help COMMAND' for more about a command.\n");
+}
+
+int run_help(const command& self, const args_list& args) {
+  if (args.empty()) {
+    print_overview(stdout);
+    return exit_ok;
+  }
+  if (args.size() > 1)
+    return usage_error(self, "too many arguments");
+  if (const auto* cmd = find_command(args[0])) {
+    print_command_help(*cmd);
+    return exit_ok;
+  }
+  std::fprintf(stderr, "troupe help: unknown command '%s'\n\n",
+               args[0].c_str());
+  print_overview(stderr);
+  return exit_usage;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  args_list args(argv + 1, argv + argc);
+  if (args.empty()) {
+    print_overview(stderr);
+    return exit_usage;
+  }
+  if (is_help_flag(args[0])) {
+    print_overview(stdout);
+    return exit_ok;
+  }
+  const auto* cmd = find_command(args[0]);
+  if (cmd == nullptr) {
+    std::fprintf(stderr, "troupe: unknown command '%s'\n\n", args[0].c_str());
+    print_overview(stderr);
+    return exit_usage;
+  }
+  return cmd->run(*cmd, args_list(args.begin() + 1, args.end()));
+}
