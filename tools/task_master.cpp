@@ -26,6 +26,7 @@
 
 #include <caf/config_option_adder.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "troupe/actors/task_queue.hpp"
 #include "troupe/runtime/net.hpp"
@@ -90,7 +91,20 @@ std::vector<int64_t> task_numbers(uint32_t n, uint64_t seed) {
   return xs;
 }
 
+// Draws a progress bar on stderr; on a pipe or file, a line per tenth.
 void draw_progress(uint64_t done, uint64_t total) {
+  static const bool tty = ::isatty(STDERR_FILENO) == 1;
+  if (!tty) {
+    static uint64_t next = 0;
+    if (done * 10 >= next * total) {
+      std::fprintf(stderr, "progress: %llu%% (%llu/%llu)\n",
+                   static_cast<unsigned long long>(done * 100 / total),
+                   static_cast<unsigned long long>(done),
+                   static_cast<unsigned long long>(total));
+      next = done * 10 / total + 1;
+    }
+    return;
+  }
   constexpr int width = 40;
   auto filled = static_cast<int>(width * done / std::max<uint64_t>(total, 1));
   std::fprintf(stderr, "\r[%s%s] %llu/%llu", std::string(filled, '#').c_str(),

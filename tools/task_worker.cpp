@@ -33,7 +33,8 @@ using troupe::actors::worker_event;
 struct config : troupe::net_config {
   std::string connect = "127.0.0.1:5000";
   std::string queue = "tasks";
-  uint32_t prefetch = 64;
+  uint32_t prefetch = 1024;
+  bool fixed_window = false;
   caf::timespan work = caf::timespan{0};
   caf::timespan connect_timeout = 2s;
   uint32_t give_up_after = 0;
@@ -51,7 +52,10 @@ struct config : troupe::net_config {
            "the master's HOST:PORT (default 127.0.0.1:5000)")
       .add(queue, "queue", "name of the queue (default 'tasks')")
       .add(prefetch, "prefetch",
-           "tasks the master may send ahead of results (default 64)")
+           "most tasks out at this worker at once (default 1024)")
+      .add(fixed_window, "fixed-window",
+           "always ask for --prefetch tasks; default: fit the window to the "
+           "tasks' duration (about 50 ms of work)")
       .add(work, "work", "time each task takes, e.g. 1s as in seed 002")
       .add(connect_timeout, "connect-timeout",
            "bound of one connection attempt (default 2s)")
@@ -77,6 +81,7 @@ int run_worker(troupe::node& n, const config& cfg) {
   opts.port = cfg.port;
   opts.queue = cfg.queue;
   opts.prefetch = cfg.prefetch;
+  opts.adaptive = !cfg.fixed_window;
   opts.connect_timeout = cfg.connect_timeout;
   opts.max_connect_attempts = cfg.give_up_after;
   bool quiet = cfg.quiet;

@@ -1,6 +1,9 @@
 // The worker side of the task queue: connects to a master, joins a queue,
 // runs leased tasks and answers them, and reconnects when the master goes.
 
+#include <algorithm>
+#include <chrono>
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -34,6 +37,10 @@ struct worker_state {
   caf::actor queue;
   caf::timespan backoff = initial_backoff;
   uint32_t failures = 0;
+  // Adaptive window (see worker_options::adaptive): the window announced to
+  // the master and the average time per task, in nanoseconds (0: unknown).
+  uint32_t window = 2;
+  double avg_task_ns = 0;
 
   static inline const char* name = "troupe.task_worker";
 };
@@ -85,8 +92,37 @@ bool fatal(const caf::error& err) {
   }
 }
 
+uint32_t initial_window(const worker_options& opts) {
+  return opts.adaptive ? std::min<uint32_t>(2, opts.prefetch) : opts.prefetch;
+}
+
+// Folds the time of a batch into the average and, if the window should
+// change by at least a factor of two, tells the master the new one.
+void adapt_window(worker_ptr self, size_t tasks, caf::timespan elapsed) {
+  auto& st = self->state;
+  if (!st.opts.adaptive || tasks == 0 || !st.queue)
+    return;
+  auto per_task = static_cast<double>(elapsed.count()) / tasks;
+  st.avg_task_ns
+    = st.avg_task_ns == 0 ? per_task : 0.7 * st.avg_task_ns + 0.3 * per_task;
+  auto target = static_cast<double>(st.opts.target_backlog.count());
+  auto wanted = st.avg_task_ns > 0 ? target / st.avg_task_ns : 1e9;
+  auto lo = std::min<uint32_t>(2, st.opts.prefetch);
+  auto next = static_cast<uint32_t>(std::clamp(
+    wanted, static_cast<double>(lo), static_cast<double>(st.opts.prefetch)));
+  if (next < st.window * 2 && next * 2 > st.window)
+    return;
+  st.window = next;
+  st.hello.prefetch = next;
+  self
+    ->request(st.queue, st.opts.connect_timeout, tq_join_atom::value, st.hello)
+    .then([](const caf::actor&) {}, [](const caf::error&) {});
+}
+
 void join(worker_ptr self, caf::actor dir) {
   auto& st = self->state;
+  st.window = initial_window(st.opts);
+  st.hello.prefetch = st.window;
   self->request(dir, st.opts.connect_timeout, tq_join_atom::value, st.hello)
     .then(
       [=](caf::actor& q) {
@@ -190,6 +226,7 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
     },
     [=](tq_tasks_atom, std::vector<task_msg>& tasks) {
       auto& s = self->state;
+      auto start = std::chrono::steady_clock::now();
       std::vector<result_msg> results;
       results.reserve(tasks.size());
       for (auto& t : tasks) {
@@ -207,6 +244,8 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
       auto to = caf::actor_cast<caf::actor>(self->current_sender());
       if (to)
         self->send(to, tq_results_atom::value, std::move(results));
+      adapt_window(self, tasks.size(),
+                   std::chrono::steady_clock::now() - start);
     },
     [=](tq_closed_atom) {
       auto rp = self->make_response_promise();
@@ -231,7 +270,7 @@ caf::actor spawn_raw_worker(node& host, const net_config* cfg,
   hello.result_type = std::move(result_type);
   hello.node = host.name();
   hello.fingerprint = host.fingerprint();
-  hello.prefetch = opts.prefetch;
+  hello.prefetch = initial_window(opts);
   auto hdl = host.system().spawn<caf::detached>(worker_actor, std::move(opts),
                                                 std::move(hello), std::move(fn),
                                                 std::move(listener), cfg);

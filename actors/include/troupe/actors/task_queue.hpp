@@ -357,8 +357,15 @@ struct worker_options {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   std::string queue = "tasks";
-  /// The credit window: tasks the master may send ahead of results.
-  uint32_t prefetch = 64;
+  /// The credit window: at most this many tasks may be out at the worker
+  /// (sent by the master and not yet answered).
+  uint32_t prefetch = 1024;
+  /// Sizes the window by how long tasks take: it starts at 2 and is then
+  /// kept near `target_backlog` worth of work (between 2 and `prefetch`), so
+  /// that fast tasks travel in large batches while slow ones are not hoarded
+  /// by one worker while others idle. False: always `prefetch`.
+  bool adaptive = true;
+  caf::timespan target_backlog = std::chrono::milliseconds{50};
   /// Bound of one connection attempt.
   caf::timespan connect_timeout = std::chrono::seconds{2};
   /// Reconnect delays double from 100 ms up to this.
@@ -444,7 +451,7 @@ caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
 /// master that also works, or tests). Otherwise like `spawn_worker`.
 template <class Task, class Result, class F>
 caf::actor spawn_local_worker(node& host, const task_queue<Task, Result>& q,
-                              F fn, uint32_t prefetch = 64,
+                              F fn, uint32_t prefetch = 1024,
                               worker_listener listener = {}) {
   worker_options opts;
   opts.queue = q.name();
