@@ -193,7 +193,7 @@ TEST_CASE_METHOD(fixture, "restart policies decide who comes back",
 }
 
 TEST_CASE_METHOD(
-  fixture, "too many restarts make the supervisor fail, with its children",
+  fixture, "too many restarts make the supervisor fail along with its children",
   "[actors][supervisor]") {
   supervisor_flags f;
   f.intensity = 2;

@@ -8,7 +8,7 @@
 
 namespace troupe::test {
 
-TEST_CASE("the actor_state example greets Alice, then Bob, each in its actor",
+TEST_CASE("the actor_state example greets Alice - then Bob - each in its actor",
           "[examples][actor_state]") {
   auto r = run_process({bin("actor_state")}, std::chrono::seconds(30));
   REQUIRE_FALSE(r.timed_out);

@@ -15,8 +15,9 @@ constexpr auto timeout = std::chrono::seconds(30);
 
 } // namespace
 
-TEST_CASE("the counter example prints the adders, then the total 40 by default",
-          "[examples][counter]") {
+TEST_CASE(
+  "the counter example prints the adders - then the total 40 by default",
+  "[examples][counter]") {
   auto r = run_process({bin("counter")}, timeout);
   REQUIRE_FALSE(r.timed_out);
   CHECK(r.exit_code == 0);

@@ -21,7 +21,7 @@ const std::vector<std::string> expected{
 
 } // namespace
 
-TEST_CASE("the pool_map example prints the squares, 4, then the squares",
+TEST_CASE("the pool_map example prints the squares - 4 - then the squares",
           "[examples][pool_map]") {
   auto r = run_process({bin("pool_map")}, timeout);
   REQUIRE_FALSE(r.timed_out);

@@ -30,8 +30,9 @@ long index_of_numbered(const std::vector<std::string>& xs,
 
 } // namespace
 
-TEST_CASE("the queue_processes example hands A, B and C to the reader in order",
-          "[examples][queue_processes]") {
+TEST_CASE(
+  "the queue_processes example hands A - B and C to the reader in order",
+  "[examples][queue_processes]") {
   // Writer and reader run concurrently, so their lines interleave differently
   // from run to run; only the order that messages imply is fixed.
   for (int run = 1; run <= 3; ++run) {

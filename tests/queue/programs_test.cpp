@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "process.hpp"
+#include "queue_test_util.hpp"
 
 namespace troupe::test {
 
@@ -61,43 +62,6 @@ std::unique_ptr<child_process> start_worker(uint16_t port,
             "127.0.0.1:" + std::to_string(port)};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<child_process>(argv);
-}
-
-// The numbers of `Put task n...` lines.
-std::vector<int64_t> puts(const std::string& out) {
-  std::vector<int64_t> xs;
-  for (auto& line : lines(out)) {
-    long long n = 0;
-    if (std::sscanf(line.c_str(), "Put task %lld...", &n) == 1)
-      xs.push_back(n);
-  }
-  return xs;
-}
-
-// The numbers of `Result: n * n = m` lines; checks each m.
-std::vector<int64_t> results(const std::string& out) {
-  std::vector<int64_t> xs;
-  for (auto& line : lines(out)) {
-    long long n = 0;
-    long long n2 = 0;
-    long long m = 0;
-    if (std::sscanf(line.c_str(), "Result: %lld * %lld = %lld", &n, &n2, &m)
-        == 3) {
-      CHECK(n == n2);
-      CHECK(m == n * n);
-      xs.push_back(n);
-    }
-  }
-  return xs;
-}
-
-// Returns whether `xs` has no element twice.
-bool distinct(const std::vector<int64_t>& xs) {
-  return std::set<int64_t>(xs.begin(), xs.end()).size() == xs.size();
-}
-
-std::set<int64_t> as_set(const std::vector<int64_t>& xs) {
-  return {xs.begin(), xs.end()};
 }
 
 // Connects to 127.0.0.1:`port`, sends `bytes`, and waits (bounded) for the
@@ -142,7 +106,7 @@ long rss_kib(pid_t pid) {
 
 } // namespace
 
-TEST_CASE("seed 002: one master, one worker, ten tasks",
+TEST_CASE("seed 002: one master - one worker - ten tasks",
           "[task_queue][programs]") {
   uint16_t port = 0;
   auto master = start_master({"--tasks", "10"}, port);
@@ -171,7 +135,7 @@ TEST_CASE("seed 002: one master, one worker, ten tasks",
     CHECK_THAT(wout[i], Catch::StartsWith("run task "));
 }
 
-TEST_CASE("10,000 tasks over three workers, one of them killed: every result "
+TEST_CASE("10000 tasks over three workers and one of them killed: every result "
           "exactly once",
           "[task_queue][programs]") {
   uint16_t port = 0;
@@ -201,8 +165,8 @@ TEST_CASE("10,000 tasks over three workers, one of them killed: every result "
   }
 }
 
-TEST_CASE("a master killed with SIGKILL resumes from its store; workers "
-          "reconnect; nothing is lost",
+TEST_CASE("a master killed with SIGKILL resumes from its store - workers "
+          "reconnect - nothing is lost",
           "[task_queue][programs]") {
   char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
@@ -292,8 +256,8 @@ TEST_CASE("a worker that cannot reach its master says why and gives up when "
 
 namespace troupe::test {
 
-TEST_CASE("with a cluster key: mutual TLS; a wrong key, no key, garbage and "
-          "an oversized BASP header are refused, and nothing is lost",
+TEST_CASE("with a cluster key: mutual TLS - a wrong key - no key - garbage and "
+          "an oversized BASP header are refused - and nothing is lost",
           "[task_queue][programs][tls]") {
   char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
@@ -345,7 +309,7 @@ TEST_CASE("with a cluster key: mutual TLS; a wrong key, no key, garbage and "
   ::rmdir(dir.c_str());
 }
 
-TEST_CASE("a key file that others can read, or a missing one, stops the "
+TEST_CASE("a key file that others can read - or a missing one - stops the "
           "program before it starts",
           "[task_queue][programs][tls]") {
   char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";

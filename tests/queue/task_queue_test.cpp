@@ -107,7 +107,7 @@ std::string temp_dir() {
 
 } // namespace
 
-TEST_CASE("every task yields exactly one result, in memory", "[task_queue]") {
+TEST_CASE("every task yields exactly one result - in memory", "[task_queue]") {
   fixture f;
   auto q = make_queue(f.node);
   std::vector<int64_t> xs;
@@ -136,9 +136,10 @@ TEST_CASE("every task yields exactly one result, in memory", "[task_queue]") {
   CHECK(st.workers_seen == 3);
 }
 
-TEST_CASE("a throwing task is retried, then dead-lettered with its error; the "
-          "worker carries on",
-          "[task_queue]") {
+TEST_CASE(
+  "a throwing task is retried - then dead-lettered with its error - the "
+  "worker carries on",
+  "[task_queue]") {
   fixture f;
   queue_options opts;
   opts.max_attempts = 3;
@@ -179,7 +180,7 @@ TEST_CASE("a throwing task is retried, then dead-lettered with its error; the "
   CHECK(*r->value == 21);
 }
 
-TEST_CASE("an expired lease goes to another worker; the late answer is a "
+TEST_CASE("an expired lease goes to another worker - the late answer is a "
           "dropped duplicate",
           "[task_queue]") {
   fixture f;
@@ -290,7 +291,7 @@ TEST_CASE("a worker of other types is refused with a message", "[task_queue]") {
                         && Catch::Contains("holds long -> long"));
 }
 
-TEST_CASE("close: no more puts, workers leave once drained, get says closed",
+TEST_CASE("close: no more puts - workers leave once drained - get says closed",
           "[task_queue]") {
   fixture f;
   auto q = make_queue(f.node);
@@ -321,7 +322,7 @@ TEST_CASE("close: no more puts, workers leave once drained, get says closed",
   CHECK(got.error() == errc::closed);
 }
 
-TEST_CASE("a durable queue resumes after a restart: pending tasks run, taken "
+TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
           "results stay taken",
           "[task_queue]") {
   auto dir = temp_dir();

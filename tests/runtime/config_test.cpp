@@ -187,7 +187,7 @@ TEST_CASE("the INI file is read and checked", "[runtime][config]") {
   }
 }
 
-TEST_CASE("--help lists the program's and troupe's options, one line each",
+TEST_CASE("--help lists the program's and troupe's options - one line each",
           "[runtime][config]") {
   test_config cfg;
   cfg.description("Does things.");

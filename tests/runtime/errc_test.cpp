@@ -42,7 +42,7 @@ TEST_CASE("troupe errors are CAF errors that render by name",
         == "troupe_error(shutting_down, node n1)");
 }
 
-TEST_CASE("error_text shows a troupe error's message, or CAF's rendering",
+TEST_CASE("error_text shows a troupe error's message - or CAF's rendering",
           "[runtime][errc]") {
   CHECK(error_text(caf::make_error(errc::closed, "queue 'q' is closed"))
         == "queue 'q' is closed");

@@ -41,7 +41,7 @@ TEST_CASE("the registry lists troupe's own types and the program's",
   CHECK(ys.size() > xs.size());
 }
 
-TEST_CASE("equal registries have equal fingerprints, others differ",
+TEST_CASE("equal registries have equal fingerprints - others differ",
           "[runtime][message_types]") {
   config a;
   config b;

@@ -61,7 +61,7 @@ TEST_CASE("an actor that ignores the stop does not keep the process alive",
         != std::string::npos);
 }
 
-TEST_CASE("--help exits 0, a bad option exits 2 and names it",
+TEST_CASE("--help exits 0 - a bad option exits 2 and names it",
           "[runtime][signals]") {
   auto help
     = test::run_process({test::bin("troupe_signal_probe"), "--help"}, 30s);
