@@ -39,6 +39,11 @@ net_config::net_config(role r) {
   set("middleman.heartbeat-interval",
       caf::timespan{std::chrono::milliseconds{500}});
   set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{3}});
+  // Networked nodes share the machine with their peers (and on one host with
+  // each other): the stealing scheduler's idle threads poll with 50 us sleeps
+  // and take the CPU the others need. Measured with task_master and two
+  // task_workers on 2 cores: 'sharing' 250k tasks/s, 'stealing' 48-110k.
+  set("scheduler.policy", caf::atom("sharing"));
   caf::config_option_adder opts{custom_options_, "global"};
   if (r == role::listen)
     opts.add(bind, "bind",

@@ -16,7 +16,9 @@ namespace troupe {
 /// A `troupe::config` for programs that listen or connect. It loads CAF's
 /// middleman and TLS modules, sets the network defaults that must be the same
 /// on every node (application identifier `troupe-v1`, heartbeats every
-/// 500 ms, a peer silent for 3 s is gone), and adds these options:
+/// 500 ms, a peer silent for 3 s is gone), uses CAF's 'sharing' scheduler
+/// (idle threads sleep instead of polling, which matters when several nodes
+/// share a machine), and adds these options:
 ///
 /// - `--bind ADDR` (listening programs only): where to listen; default
 ///   127.0.0.1. Listening on all interfaces must be asked for (`0.0.0.0`).
