@@ -52,6 +52,10 @@ using dead_atom = caf::atom_constant<caf::atom("tqdead")>;
 
 using clock = std::chrono::steady_clock;
 
+// The largest window a worker may ask for; more buys no speed and lets one
+// worker hoard the queue.
+constexpr uint32_t max_prefetch = 65536;
+
 struct task_entry {
   std::vector<char> payload;
   uint32_t attempts = 0;
@@ -455,7 +459,7 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
       auto& w = s.workers[wid];
       w.hdl = sender;
       w.node = hello.node;
-      w.prefetch = hello.prefetch;
+      w.prefetch = std::min(hello.prefetch, max_prefetch);
       s.stats.workers = static_cast<uint32_t>(s.workers.size());
       troupe::log(self->system())
         .info("queue '{}': worker {} joined (prefetch {})", s.opts.name,
@@ -468,9 +472,10 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
     [=](tq_results_atom, std::vector<result_msg>& xs) {
       auto& s = self->state;
       uint64_t wid = 0;
-      if (auto i = s.worker_ids.find(self->current_sender()->address());
-          i != s.worker_ids.end())
-        wid = i->second;
+      if (auto& sender = self->current_sender(); sender != nullptr)
+        if (auto i = s.worker_ids.find(sender->address());
+            i != s.worker_ids.end())
+          wid = i->second;
       auto w = s.workers.find(wid);
       for (auto& r : xs) {
         if (w != s.workers.end()) {
