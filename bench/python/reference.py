@@ -6,6 +6,8 @@ Usage: reference.py WORKLOAD N K, where WORKLOAD is one of
   ping-pong   seed 003's generator pair: produce() calls c.send(n) N times and
               the consumer generator answers each with '200 OK'.
               Prints round trips/s.
+  stream-reply  the same: the seed's c.send(n) rate, as the reference for
+              troupe's stream with a reply per item. Prints items/s.
   fan-in      K threads each put N items into one queue.Queue; the main thread
               gets all K*N. Prints messages/s.
   spawn-main  N generators that each wait for one value: create and prime all
@@ -108,7 +110,7 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     workload, n, k = argv[1], int(argv[2]), int(argv[3])
-    if workload == "ping-pong":
+    if workload in ("ping-pong", "stream-reply"):
         print("result %.17g" % ping_pong(n))
     elif workload == "fan-in":
         print("result %.17g" % fan_in(n, k))

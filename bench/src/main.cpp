@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "bench.hpp"
+#include "streams.hpp"
 
 #ifndef TROUPE_BENCH_BUILD_TYPE
 #  define TROUPE_BENCH_BUILD_TYPE "unknown"
@@ -49,12 +50,14 @@ using std::chrono::steady_clock;
 
 // -- what to run --------------------------------------------------------------
 
-const char* const variants[] = {"caf", "caf-sharing", "troupe", "python"};
-constexpr size_t num_variants = 4;
+const char* const variants[]
+  = {"caf", "caf-sharing", "troupe", "python", "ring"};
+constexpr size_t num_variants = 5;
 constexpr size_t caf_col = 0;
 constexpr size_t sharing_col = 1;
 constexpr size_t troupe_col = 2;
 constexpr size_t python_col = 3;
+constexpr size_t ring_col = 4;
 
 enum class kind { rate, seconds, bytes };
 
@@ -72,6 +75,7 @@ struct bench_def {
   int64_t python_n = 0; // 0: no Python reference
   std::string what;     // how much work one run does, for the notes
   std::vector<metric> metrics;
+  bool ring = false; // whether the lock-free ring runs it too (`stream`)
 };
 
 struct options {
@@ -162,6 +166,38 @@ std::vector<bench_def> make_benches(const options& opt) {
                     "as spawn-actor, with " + s_str + " actors",
                     {{"spawn " + s_str + " from one actor",
                       "s (lower is better)", kind::seconds}}});
+  // Streams: items/s from a producer to a consumer. Raw CAF sends one
+  // message per item; troupe streams batches under credit; the ring is two
+  // threads and no actors. stream-reply runs on one scheduler thread.
+  int64_t stream_items = opt.quick ? 1'000'000 : 10'000'000;
+  int64_t reply_items = opt.quick ? 100'000 : 4'000'000;
+  auto st_str = with_commas(stream_items);
+  result.push_back(
+    {"stream",
+     "stream",
+     stream_items,
+     0,
+     0,
+     st_str + " int32_t items from a producer to a consumer that sums them "
+       + "(caf: one message each; troupe: a stream source and sink, batches "
+       + "of 256, a window of 4,096; ring: two threads on a lock-free ring of "
+       + "4,096 slots)",
+     {{"stream, producer -> consumer", "items/s", kind::rate},
+      {"stream, memory", "peak RSS growth, bytes (lower is better)",
+       kind::bytes}},
+     true});
+  auto re_str = with_commas(reply_items);
+  result.push_back(
+    {"stream-reply",
+     "stream-reply",
+     reply_items,
+     0,
+     py_rounds,
+     re_str + " items, each answered with \"200 OK\", on one scheduler "
+       + "thread (caf: request/reply per item; troupe: a request source and "
+       + "a reply sink, batches of 256 items and of 256 replies; Python: "
+       + with_commas(py_rounds) + " `c.send(n)` calls, as ping-pong)",
+     {{"stream with a reply per item, one thread", "items/s", kind::rate}}});
   if (!opt.only.empty()) {
     auto selected = [&](const bench_def& b) {
       return std::any_of(opt.only.begin(), opt.only.end(),
@@ -574,7 +610,7 @@ void print_usage(std::ostream& out) {
          "ping-pong,\n"
          "                    fan-in, fan-in-2, fan-in-8, spawn, spawn-main, "
          "spawn-actor,\n"
-         "                    spawn-actor-small\n"
+         "                    spawn-actor-small, stream, stream-reply\n"
          "  --no-python       skip the Python reference\n"
          "  --svg <file>      also plot the ratios as an SVG bar chart\n"
          "  -h, --help        print this text and exit\n\n"
@@ -705,6 +741,8 @@ int run_parent(int argc, char** argv) {
       cells[b][python_col].absent = "—";
     else if (!py_absent.empty())
       cells[b][python_col].absent = py_absent;
+    if (!benches[b].ring)
+      cells[b][ring_col].absent = "—";
   }
   // Variants take turns within each run, so that a burst of load from
   // elsewhere does not hit one variant only.
@@ -772,9 +810,9 @@ int run_parent(int argc, char** argv) {
       << "- Load average: " << load_before << " before, " << load_after
       << " after\n\n";
   std::vector<plot_row> plot;
-  out << "| workload | unit | caf | caf-sharing | troupe | python "
+  out << "| workload | unit | caf | caf-sharing | troupe | python | ring "
          "| troupe/caf | troupe/caf-sharing |\n"
-      << "|---|---|--:|--:|--:|--:|--:|--:|\n";
+      << "|---|---|--:|--:|--:|--:|--:|--:|--:|\n";
   for (size_t b = 0; b < benches.size(); ++b) {
     auto& def = benches[b];
     for (size_t m = 0; m < def.metrics.size(); ++m) {
@@ -796,10 +834,28 @@ int run_parent(int argc, char** argv) {
          "'stealing'); `caf-sharing` = raw CAF with 'sharing'; `troupe` = "
          "`troupe::config` defaults + `troupe::node`, top-level actors via "
          "`node::spawn`; `python` = the seed's programs (bench/python/"
-         "reference.py). Ratios are troupe relative to raw CAF, oriented so "
+         "reference.py); `ring` = a single-producer single-consumer lock-free "
+         "ring between two threads, no actors (stream only). Ratios are "
+         "troupe relative to raw CAF, oriented so "
          "that above 1 means troupe is better: troupe ÷ caf for rates, "
          "caf ÷ troupe for seconds and bytes; \"> x\" is a lower bound from "
-         "a timeout.\n\nOne run:\n\n";
+         "a timeout.\n\nAgainst the references (troupe ÷ python, "
+         "troupe ÷ ring; rates, above 1 = troupe faster):\n\n";
+  for (size_t b = 0; b < benches.size(); ++b) {
+    auto& def = benches[b];
+    for (size_t m = 0; m < def.metrics.size(); ++m) {
+      if (def.metrics[m].k != kind::rate)
+        continue;
+      for (auto ref : {python_col, ring_col}) {
+        auto r = make_ratio(cells[b][troupe_col], cells[b][ref], def.metrics[m],
+                            m, opt.timeout_s);
+        if (r.b == ratio::bound::exact)
+          out << "- " << def.metrics[m].label << ": troupe/" << variants[ref]
+              << " " << format_ratio(r) << "\n";
+      }
+    }
+  }
+  out << "\nOne run:\n\n";
   for (auto& def : benches)
     out << "- " << def.id << ": " << def.what << "\n";
   out << "\nAll runs (medians above are taken from these):\n\n";
@@ -857,6 +913,8 @@ int run_one(int argc, char** argv) {
       r = run_caf(j, true);
     else if (variant == "troupe")
       r = run_troupe(j);
+    else if (variant == "ring")
+      r = run_ring(j);
     else
       throw std::invalid_argument("unknown variant '" + variant + "'");
     std::printf("result %.17g %.17g\n", r.value, r.bytes_per_actor);

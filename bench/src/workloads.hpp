@@ -138,6 +138,22 @@ result fan_in(const job& j, Spawn& spawn) {
   return {static_cast<double>(j.n * j.k) / seconds_between(t0, t1), 0};
 }
 
+// One message per item from one sender to one receiver (`fan-in` with one
+// sender), and the peak memory: nothing keeps the sender from filling the
+// receiver's mailbox. Raw CAF's side of the `stream` workload.
+template <class Spawn>
+result stream_messages(const job& j, Spawn& spawn) {
+  finish_line fl;
+  auto before = proc_status_bytes("VmRSS");
+  auto t0 = clock::now();
+  auto dst = spawn(receiver, j.n, &fl);
+  spawn(sender, dst, j.n);
+  auto t1 = fl.wait();
+  auto peak = proc_status_bytes("VmHWM");
+  return {static_cast<double>(j.n) / seconds_between(t0, t1),
+          static_cast<double>(peak - before)};
+}
+
 // Spawns from the main thread, one top-level actor each.
 template <class Spawn>
 result spawn_main(const job& j, caf::actor_system& sys, Spawn& spawn) {
@@ -195,6 +211,10 @@ result run_workload(const job& j, caf::actor_system& sys, Spawn spawn) {
     return detail::spawn_main(j, sys, spawn);
   if (j.workload == "spawn-actor")
     return detail::spawn_actor(j, sys, spawn);
+  if (j.workload == "stream")
+    return detail::stream_messages(j, spawn);
+  if (j.workload == "stream-reply") // on one scheduler thread (variants)
+    return detail::ping_pong(j, spawn);
   throw std::invalid_argument("unknown workload '" + j.workload + "'");
 }
 
