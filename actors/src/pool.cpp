@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -25,13 +26,56 @@ namespace troupe::actors {
 
 namespace detail {
 
-void pool_tracker::finish() {
-  std::lock_guard<std::mutex> guard{mtx};
-  --pending;
-  cv.notify_all();
+// The books of one pool, shared by the pool and its jobs. Invariants:
+// (1) `jobs` holds exactly the submitted jobs that have neither returned nor
+// been cancelled by `terminate`, and each of them is alive (a job leaves at
+// the latest in its destructor); (2) `jobs` only grows while `closed` is
+// false; (3) once `terminated` is true, a job in `jobs` is running or in
+// its destructor.
+struct pool_tracker {
+  enum class job_state { queued, running };
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool closed = false;
+  bool terminated = false;
+  std::unordered_map<pool_job*, job_state> jobs;
+};
+
+pool_job::pool_job(std::shared_ptr<pool_tracker> tracker)
+    : tracker_(std::move(tracker)) {
+  // nop
 }
 
-pool_job::~pool_job() = default;
+pool_job::~pool_job() {
+  forget();
+}
+
+caf::error pool_job::run() {
+  using job_state = pool_tracker::job_state;
+  {
+    std::lock_guard<std::mutex> guard{tracker_->mtx};
+    auto i = tracker_->jobs.find(this);
+    if (i == tracker_->jobs.end())
+      return caf::none; // cancelled by terminate: its handle already failed
+    i->second = job_state::running;
+  }
+  auto err = do_run();
+  std::lock_guard<std::mutex> guard{tracker_->mtx};
+  tracker_->jobs.erase(this);
+  tracker_->cv.notify_all();
+  return err;
+}
+
+bool pool_job::forget() noexcept {
+  std::lock_guard<std::mutex> guard{tracker_->mtx};
+  auto i = tracker_->jobs.find(this);
+  if (i == tracker_->jobs.end())
+    return false;
+  auto queued = i->second == pool_tracker::job_state::queued;
+  tracker_->jobs.erase(i);
+  tracker_->cv.notify_all();
+  return queued;
+}
 
 caf::error job_error(const std::exception_ptr& ep) {
   try {
@@ -139,10 +183,7 @@ pool::pool(caf::actor_system& sys, pool_options opts)
 }
 
 pool::~pool() {
-  close();
-  static_cast<void>(join());
-  caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(dispatcher_, caf::exit_reason::user_shutdown);
+  terminate();
 }
 
 void pool::close() {
@@ -150,11 +191,51 @@ void pool::close() {
   tracker_->closed = true;
 }
 
+void pool::terminate() {
+  using job_state = detail::pool_tracker::job_state;
+  // Declared before the lock: releasing a job may run its destructor, which
+  // takes the lock.
+  std::vector<std::shared_ptr<detail::pool_job>> queued;
+  std::vector<std::shared_ptr<detail::pool_job>> running;
+  {
+    std::lock_guard<std::mutex> guard{tracker_->mtx};
+    if (tracker_->terminated)
+      return;
+    tracker_->closed = true;
+    tracker_->terminated = true;
+    auto& jobs = tracker_->jobs;
+    for (auto i = jobs.begin(); i != jobs.end();) {
+      // Null only while the job's destructor waits for the lock; that
+      // destructor then fails the job's result itself, see `forget`.
+      auto ptr = i->first->weak_from_this().lock();
+      if (ptr && i->second == job_state::queued) {
+        i = jobs.erase(i); // its worker skips it, see pool_job::run
+        queued.push_back(std::move(ptr));
+      } else {
+        if (ptr)
+          running.push_back(std::move(ptr));
+        ++i;
+      }
+    }
+    tracker_->cv.notify_all();
+  }
+  // Fail the handles outside the lock: error callbacks may call the pool.
+  for (auto& job : queued)
+    job->fail(
+      caf::make_error(errc::closed, "pool terminated before the job ran"));
+  for (auto& job : running)
+    job->fail(
+      caf::make_error(errc::closed, "pool terminated while the job ran"));
+  // The workers exit with the supervisor, each once its current job returns.
+  caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(dispatcher_, caf::exit_reason::user_shutdown);
+}
+
 caf::error pool::join() {
   std::unique_lock<std::mutex> guard{tracker_->mtx};
   if (!tracker_->closed)
     return errc::pool_running;
-  tracker_->cv.wait(guard, [this] { return tracker_->pending == 0; });
+  tracker_->cv.wait(guard, [this] { return tracker_->jobs.empty(); });
   return caf::none;
 }
 
@@ -163,8 +244,8 @@ caf::error pool::join(caf::timespan timeout) {
   if (!tracker_->closed)
     return errc::pool_running;
   if (!tracker_->cv.wait_for(guard, timeout,
-                             [this] { return tracker_->pending == 0; }))
-    return caf::make_error(errc::timeout, std::to_string(tracker_->pending)
+                             [this] { return tracker_->jobs.empty(); }))
+    return caf::make_error(errc::timeout, std::to_string(tracker_->jobs.size())
                                             + " job(s) still pending");
   return caf::none;
 }
@@ -174,7 +255,7 @@ caf::error pool::submit(std::shared_ptr<detail::pool_job> job) {
     std::lock_guard<std::mutex> guard{tracker_->mtx};
     if (tracker_->closed)
       return errc::pool_closed;
-    ++tracker_->pending;
+    tracker_->jobs.emplace(job.get(), detail::pool_tracker::job_state::queued);
   }
   caf::anon_send(dispatcher_, std::move(job));
   return caf::none;

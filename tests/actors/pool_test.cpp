@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -236,6 +237,165 @@ TEST_CASE_METHOD(fixture, "join waits for every submitted job",
   p.close();
   CHECK_FALSE(p.join(patience));
   CHECK(done == 10);
+}
+
+TEST_CASE_METHOD(fixture, "join with a timeout reports jobs still running",
+                 "[actors][pool]") {
+  pool p{sys, pool_options{1, true}};
+  std::promise<void> go;
+  auto gate = go.get_future().share();
+  auto r = p.apply_async([gate] { return gate.wait_for(patience); });
+  REQUIRE(r);
+  p.close();
+  auto err = p.join(1ms);
+  CHECK(err == errc::timeout);
+  CHECK(sys.render(err) == "troupe_error(timeout, 1 job(s) still pending)");
+  go.set_value();
+  CHECK_FALSE(p.join(patience));
+  auto x = r->get(patience);
+  REQUIRE(x);
+  CHECK(*x == std::future_status::ready);
+}
+
+TEST_CASE_METHOD(fixture, "void jobs report success or failure",
+                 "[actors][pool]") {
+  pool p{sys, pool_options{2, false}};
+  std::atomic<int> runs{0};
+  std::atomic<int> values{0};
+  std::atomic<int> errors{0};
+  auto ok = p.apply_async([&runs] { ++runs; }, [&values] { ++values; },
+                          [&errors](const caf::error&) { ++errors; });
+  REQUIRE(ok);
+  caf::expected<void> x = ok->get(patience);
+  CHECK(x);
+  CHECK(ok->ready());
+  CHECK(runs == 1);
+  CHECK(values == 1); // the callback ran before get returned
+  auto bad = p.apply_async([] { throw std::runtime_error("void job"); },
+                           [&values] { ++values; },
+                           [&errors](const caf::error&) { ++errors; });
+  REQUIRE(bad);
+  auto y = bad->get(patience);
+  REQUIRE_FALSE(y);
+  CHECK(sys.render(y.error()) == "troupe_error(job_failed, void job)");
+  CHECK(values == 1);
+  CHECK(errors == 1);
+  // Without callbacks, and waiting without a bound (the job is quick).
+  auto plain = p.apply_async([&runs] { ++runs; });
+  REQUIRE(plain);
+  CHECK(plain->get());
+  CHECK(runs == 2);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "terminate fails unfinished jobs and runs no queued one",
+                 "[actors][pool]") {
+  // One worker, held by a job until `go`; two more jobs wait in the queue.
+  auto blocking = GENERATE(false, true);
+  CAPTURE(blocking);
+  pool p{sys, pool_options{1, blocking}};
+  std::promise<void> started;
+  std::promise<void> go;
+  auto gate = go.get_future().share();
+  std::atomic<bool> running_returned{false};
+  std::atomic<int> queued_runs{0};
+  std::atomic<int> values{0};
+  std::mutex mtx;
+  std::vector<caf::error> errors; // from the error callbacks
+  auto on_value = [&values](const int&) { ++values; };
+  auto on_error = [&](const caf::error& err) {
+    std::lock_guard<std::mutex> guard{mtx};
+    errors.push_back(err);
+  };
+  auto first = p.apply_async(
+    [&] {
+      started.set_value();
+      gate.wait_for(patience);
+      running_returned = true;
+      return 1;
+    },
+    on_value, on_error);
+  REQUIRE(first);
+  REQUIRE(started.get_future().wait_for(patience) == std::future_status::ready);
+  std::vector<async_result<int>> queued;
+  for (int i = 0; i < 2; ++i) {
+    auto r = p.apply_async([&queued_runs] { return ++queued_runs; }, on_value,
+                           on_error);
+    REQUIRE(r);
+    queued.push_back(std::move(*r));
+  }
+  p.terminate();
+  // Every handle is ready at once, the running job's included.
+  CHECK(first->ready());
+  for (auto& r : queued) {
+    CHECK(r.ready());
+    auto x = r.get(patience);
+    REQUIRE_FALSE(x);
+    CHECK(sys.render(x.error())
+          == "troupe_error(closed, pool terminated before the job ran)");
+  }
+  auto x = first->get(patience);
+  REQUIRE_FALSE(x);
+  CHECK(sys.render(x.error())
+        == "troupe_error(closed, pool terminated while the job ran)");
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    CHECK(errors.size() == 3);
+  }
+  // Closed for good; join needs no close() and waits for the running job.
+  auto late = p.apply_async([] { return 0; });
+  REQUIRE_FALSE(late);
+  CHECK(late.error() == errc::pool_closed);
+  CHECK(p.join(1ms) == errc::timeout);
+  p.terminate(); // idempotent
+  go.set_value();
+  CHECK_FALSE(p.join(patience));
+  CHECK(running_returned);
+  // The running job's value was discarded; the queued jobs never ran.
+  CHECK(values == 0);
+  CHECK(queued_runs == 0);
+  CHECK_FALSE(first->get(patience));
+  std::lock_guard<std::mutex> guard{mtx};
+  CHECK(errors.size() == 3);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "the destructor does not wait for a job that does not return",
+                 "[actors][pool]") {
+  auto blocking = GENERATE(false, true);
+  CAPTURE(blocking);
+  auto p = std::make_unique<pool>(sys, pool_options{1, blocking});
+  // The running job outlives the pool: it shares what it uses.
+  auto started = std::make_shared<std::promise<void>>();
+  auto returned = std::make_shared<std::atomic<bool>>(false);
+  std::promise<void> go;
+  auto gate = go.get_future().share();
+  auto running = p->apply_async([started, returned, gate] {
+    started->set_value();
+    gate.wait_for(patience);
+    *returned = true;
+  });
+  REQUIRE(running);
+  REQUIRE(started->get_future().wait_for(patience)
+          == std::future_status::ready);
+  auto queued = p->apply_async([] { return 1; });
+  REQUIRE(queued);
+  auto destroyed = std::async(std::launch::async, [&p] { p.reset(); });
+  auto in_time = destroyed.wait_for(patience) == std::future_status::ready;
+  // Release the job either way, so a hanging destructor fails the test
+  // instead of hanging it.
+  auto job_was_running = !*returned;
+  go.set_value();
+  destroyed.wait();
+  CHECK(in_time);
+  CHECK(job_was_running);
+  auto x = running->get(patience);
+  REQUIRE_FALSE(x);
+  CHECK(x.error() == errc::closed);
+  auto y = queued->get(patience);
+  REQUIRE_FALSE(y);
+  CHECK(y.error() == errc::closed);
+  // The abandoned worker exits once its job returns; ~actor_system waits.
 }
 
 TEST_CASE_METHOD(fixture,

@@ -16,6 +16,7 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
+#include <caf/unit.hpp>
 
 #include "troupe/runtime/errc.hpp"
 
@@ -23,40 +24,35 @@ namespace troupe::actors {
 
 namespace detail {
 
-/// Counts the jobs of a pool that have not finished yet and whether the pool
-/// still takes jobs. Shared by the pool and its jobs. Invariant: `pending`
-/// only grows while `closed` is false. @private
-struct pool_tracker {
-  std::mutex mtx;
-  std::condition_variable cv;
-  bool closed = false;
-  size_t pending = 0;
+/// The jobs of one pool that have not finished; defined in pool.cpp.
+/// @private
+struct pool_tracker;
 
-  // Marks one job as finished and wakes `join`.
-  void finish();
-};
-
-/// One submitted job, type-erased. A worker calls `run` exactly once. @private
-class pool_job {
+/// One submitted job, type-erased. A worker calls `run` at most once; a job
+/// that `pool::terminate` cancelled does not run. @private
+class pool_job : public std::enable_shared_from_this<pool_job> {
 public:
-  explicit pool_job(std::shared_ptr<pool_tracker> tracker)
-      : tracker_(std::move(tracker)) {}
+  explicit pool_job(std::shared_ptr<pool_tracker> tracker);
 
   virtual ~pool_job();
 
   pool_job(const pool_job&) = delete;
   pool_job& operator=(const pool_job&) = delete;
 
-  /// Runs the job, delivers its result and counts it as finished. Returns
-  /// the error if the job threw (the worker then exits with it), else none.
-  caf::error run() {
-    auto err = do_run();
-    tracker_->finish();
-    return err;
-  }
+  /// Runs the job unless it was cancelled, delivers its result and counts it
+  /// as finished. Returns the error if the job threw (the worker then exits
+  /// with it), else none.
+  caf::error run();
+
+  /// Fails the job's result with `err`, unless it already has one.
+  virtual void fail(caf::error err) = 0;
 
 protected:
   virtual caf::error do_run() = 0;
+
+  /// Removes the job from its pool's books. Returns whether it was still
+  /// waiting to run, i.e. whether it was dropped unrun and uncancelled.
+  bool forget() noexcept;
 
 private:
   std::shared_ptr<pool_tracker> tracker_;
@@ -68,39 +64,68 @@ caf::error job_error(const std::exception_ptr& ep);
 /// Reports an exception thrown by a result callback. @private
 void report_callback_failure(const std::exception_ptr& ep);
 
+/// The callback type for a result of type `R`. @private
+template <class R>
+struct callback_of {
+  using type = std::function<void(const R&)>;
+};
+
+template <>
+struct callback_of<void> {
+  using type = std::function<void()>;
+};
+
+} // namespace detail
+
+/// The callback that receives a job's result: `void(const R&)`, or `void()`
+/// for a job that returns `void`.
+template <class R>
+using result_callback = typename detail::callback_of<R>::type;
+
+namespace detail {
+
 /// The shared state of an `async_result<R>`. Invariant: once `result` is set
-/// it never changes, and `ready` turns true only after the callbacks ran.
-/// @private
+/// it never changes (the first delivery wins), and `ready` turns true only
+/// after the matching callback ran. @private
 template <class R>
 struct result_state {
   std::mutex mtx;
   std::condition_variable cv;
   std::optional<caf::expected<R>> result;
   bool ready = false;
-  std::function<void(const R&)> callback;
+  result_callback<R> callback;
   std::function<void(const caf::error&)> error_callback;
 
-  // Stores `x`, runs the matching callback, then wakes `get`.
-  void deliver(caf::expected<R> x) {
+  // Stores `x` unless a result is already there; then runs the matching
+  // callback and wakes `get`. Returns whether `x` was stored.
+  bool deliver(caf::expected<R> x) {
     {
       std::lock_guard<std::mutex> guard{mtx};
+      if (result)
+        return false;
       result = std::move(x);
     }
+    // `result` no longer changes: read it without the lock.
     try {
-      if (*result && callback)
-        callback(**result);
-      else if (!*result && error_callback)
+      if (*result && callback) {
+        if constexpr (std::is_void_v<R>)
+          callback();
+        else
+          callback(**result);
+      } else if (!*result && error_callback) {
         error_callback(result->error());
+      }
     } catch (...) {
       report_callback_failure(std::current_exception());
     }
     std::lock_guard<std::mutex> guard{mtx};
     ready = true;
     cv.notify_all();
+    return true;
   }
 };
 
-/// A job computing an `R` with `F`. @private
+/// A job computing an `R` (or nothing, for `void`) with `F`. @private
 template <class R, class F>
 class typed_pool_job final : public pool_job {
 public:
@@ -108,19 +133,42 @@ public:
                  std::shared_ptr<result_state<R>> st)
       : pool_job(std::move(tracker)), f_(std::move(f)), st_(std::move(st)) {}
 
+  ~typed_pool_job() override {
+    // Only if the pool's actors ended without `terminate` (e.g. the actor
+    // system went first): the handle must not wait forever.
+    if (forget())
+      fail(caf::make_error(errc::closed, "the pool dropped the job unrun"));
+  }
+
+  void fail(caf::error err) override {
+    st_->deliver(caf::expected<R>{std::move(err)});
+  }
+
 protected:
   caf::error do_run() override {
     caf::error err;
-    std::optional<R> value;
-    try {
-      value.emplace(f_());
-    } catch (...) {
-      err = job_error(std::current_exception());
+    if constexpr (std::is_void_v<R>) {
+      try {
+        f_();
+      } catch (...) {
+        err = job_error(std::current_exception());
+      }
+      if (err)
+        st_->deliver(caf::expected<void>{err});
+      else
+        st_->deliver(caf::expected<void>{caf::unit});
+    } else {
+      std::optional<R> value;
+      try {
+        value.emplace(f_());
+      } catch (...) {
+        err = job_error(std::current_exception());
+      }
+      if (value)
+        st_->deliver(caf::expected<R>{std::move(*value)});
+      else
+        st_->deliver(caf::expected<R>{err});
     }
-    if (value)
-      st_->deliver(caf::expected<R>{std::move(*value)});
-    else
-      st_->deliver(caf::expected<R>{err});
     return err;
   }
 
@@ -132,23 +180,26 @@ private:
 } // namespace detail
 
 /// The eventual result of a job submitted with `pool::apply_async`, like
-/// Python's `AsyncResult`. A cheap handle: copies share one result.
-/// Thread-safe: any thread may call any member function at any time.
+/// Python's `AsyncResult`. A cheap handle: copies share one result. For a
+/// job returning `void`, `get` returns `caf::expected<void>`: success or the
+/// job's error. Thread-safe: any thread may call any member function at any
+/// time.
 template <class R>
 class async_result {
 public:
   explicit async_result(std::shared_ptr<detail::result_state<R>> st)
       : st_(std::move(st)) {}
 
-  /// Returns whether the job finished (and its callback ran).
+  /// Returns whether the result is there (and its callback ran).
   bool ready() const {
     std::lock_guard<std::mutex> guard{st_->mtx};
     return st_->ready;
   }
 
-  /// Waits up to `timeout` for the result. Returns the job's value, its
-  /// failure (`errc::job_failed` with the exception's message), or
-  /// `errc::timeout` if it did not finish in time.
+  /// Waits up to `timeout` for the result. Returns the job's value; its
+  /// failure (`errc::job_failed` with the exception's message); `errc::closed`
+  /// if `pool::terminate` (or the pool's destructor) stopped the pool before
+  /// the job returned; or `errc::timeout` if none of these happened in time.
   caf::expected<R> get(caf::timespan timeout) const {
     std::unique_lock<std::mutex> guard{st_->mtx};
     if (!st_->cv.wait_for(guard, timeout, [this] { return st_->ready; }))
@@ -156,7 +207,8 @@ public:
     return *st_->result;
   }
 
-  /// Waits as long as it takes for the result; see `get(timeout)`.
+  /// Waits as long as it takes for the result; see `get(timeout)`. A job that
+  /// never returns keeps it waiting until the pool is terminated.
   caf::expected<R> get() const {
     std::unique_lock<std::mutex> guard{st_->mtx};
     st_->cv.wait(guard, [this] { return st_->ready; });
@@ -180,7 +232,8 @@ struct pool_options {
 
 /// A pool of worker actors that run submitted jobs, like Python's
 /// `multiprocessing.Pool` over threads: `map`, `apply_async`, `close`,
-/// `join`. For use from plain threads (blocking calls), not from actors.
+/// `join`, `terminate`. For use from plain threads (blocking calls), not from
+/// actors.
 ///
 /// A dispatcher actor keeps a FIFO of jobs and the list of idle workers; a
 /// worker asks for the next job whenever it is idle, so no job waits behind
@@ -189,20 +242,32 @@ struct pool_options {
 /// `errc::job_failed`, its worker exits with that error and is restarted, and
 /// the pool carries on.
 ///
-/// Callbacks run on the worker's thread right after the job, before `get`
-/// returns; they must not block for long, and must not call `join` on the
-/// pool that runs them (deadlock).
+/// Each job gets exactly one result: its value, its failure, or
+/// `errc::closed` from `terminate`. The matching callback, if given, runs
+/// once, before `get` returns: on the worker's thread right after the job,
+/// or on the thread that calls `terminate`. Callbacks must not block for
+/// long, and must not call `join` on the pool that runs them (deadlock).
+///
+/// A running job cannot be interrupted: a thread cannot be killed. So
+/// `terminate` and the destructor do not wait for running jobs, but those
+/// jobs still run to their end on their worker's thread, and anything they
+/// use must outlive them. CAF's `~actor_system` waits for every actor, so a
+/// job that never returns still blocks the shutdown of the actor system (on
+/// a non-blocking pool, it also holds one of the scheduler's threads).
 ///
 /// Thread-safety: all member functions may be called from any thread
 /// concurrently, except the destructor. Destroy the pool before its
-/// `caf::actor_system`. The destructor closes the pool, waits for every
-/// submitted job (a job that never returns keeps it waiting) and stops the
-/// actors.
+/// `caf::actor_system`.
 class pool {
 public:
   /// Starts `opts.size` workers in `sys`.
   pool(caf::actor_system& sys, pool_options opts);
 
+  /// Terminates the pool (see `terminate()`) and returns without waiting for
+  /// jobs, as Python's `Pool` does when it is garbage-collected: queued jobs
+  /// fail with `errc::closed` and never run; running ones are abandoned (they
+  /// fail too, and finish unobserved on their detached or scheduler thread).
+  /// To let every submitted job finish first, call `close()` and `join()`.
   ~pool();
 
   pool(const pool&) = delete;
@@ -214,17 +279,14 @@ public:
   }
 
   /// Submits `f()` and returns a handle to its result. On success calls
-  /// `callback(value)`, on failure `error_callback(err)`, each at most once
-  /// and on the worker's thread. Returns `errc::pool_closed` after `close()`
-  /// (then no callback runs).
-  template <class F>
-  [[nodiscard]] caf::expected<async_result<std::invoke_result_t<F&>>>
-  apply_async(F f,
-              std::function<void(const std::invoke_result_t<F&>&)> callback
-              = {},
+  /// `callback(value)` (`callback()` if `f` returns `void`), on failure
+  /// `error_callback(err)`, exactly one of them once. Returns
+  /// `errc::pool_closed` after `close()` or `terminate()` (then no callback
+  /// runs).
+  template <class F, class R = std::invoke_result_t<F&>>
+  [[nodiscard]] caf::expected<async_result<R>>
+  apply_async(F f, result_callback<R> callback = {},
               std::function<void(const caf::error&)> error_callback = {}) {
-    using R = std::invoke_result_t<F&>;
-    static_assert(!std::is_void_v<R>, "jobs must return a value");
     auto st = std::make_shared<detail::result_state<R>>();
     st->callback = std::move(callback);
     st->error_callback = std::move(error_callback);
@@ -241,6 +303,9 @@ public:
   template <class F, class T, class R = std::invoke_result_t<F&, const T&>>
   [[nodiscard]] caf::expected<std::vector<R>> map(F f,
                                                   const std::vector<T>& xs) {
+    static_assert(!std::is_void_v<R>,
+                  "map needs a function that returns a value; submit void "
+                  "jobs with apply_async");
     std::vector<async_result<R>> handles;
     handles.reserve(xs.size());
     for (auto& x : xs) {
@@ -264,12 +329,23 @@ public:
   /// Jobs already submitted still run. Idempotent.
   void close();
 
-  /// Waits until every submitted job has finished. Returns
-  /// `errc::pool_running` if the pool was not closed first (as in Python).
+  /// Stops the pool now, like Python's `Pool.terminate`: takes no more jobs
+  /// (as `close()` does), runs none of the jobs still queued, and fails every
+  /// job without a result yet with `errc::closed`, calling its
+  /// `error_callback` on this thread. Jobs that are running go on until they
+  /// return, but their results are discarded and their callbacks do not run;
+  /// then their workers exit. Does not wait. Idempotent.
+  void terminate();
+
+  /// Waits until every submitted job has finished, however long that takes
+  /// (a job that never returns keeps it waiting: prefer `join(timeout)`).
+  /// After `terminate()`, waits only for the jobs that were running to
+  /// return. Returns `errc::pool_running` if the pool was neither closed nor
+  /// terminated first (as in Python).
   [[nodiscard]] caf::error join();
 
   /// Like `join()`, but returns `errc::timeout` if jobs are still running
-  /// after `timeout`.
+  /// after `timeout` (context: how many).
   [[nodiscard]] caf::error join(caf::timespan timeout);
 
 private:
