@@ -40,7 +40,9 @@ using args = std::vector<std::string>;
 // Starts task_master with `extra` arguments on an OS-chosen port (unless
 // `extra` names one) and returns it once it printed its address.
 std::unique_ptr<child_process> start_master(const args& extra, uint16_t& port) {
-  args argv{bin("task_master"), "--troupe.log-level=warn"};
+  // --timeout: the master gives up when no result comes for that long; the
+  // tests hold results back on purpose (and run under ASan on a busy box).
+  args argv{bin("task_master"), "--troupe.log-level=warn", "--timeout", "60s"};
   bool has_port = false;
   for (auto& x : extra)
     has_port = has_port || x == "--port";
@@ -283,13 +285,15 @@ TEST_CASE("with a cluster key: mutual TLS - a wrong key - no key - garbage and "
   CHECK(rss_kib(master->pid()) < 512 * 1024);
   // A worker of another cluster, and one without a key: refused, with the
   // reason on the worker's side.
-  auto wrong = run_process({bin("task_worker"), "--connect", where,
-                            "--authkey-file", other, "--give-up-after", "1"},
-                           patience);
+  auto wrong
+    = run_process({bin("task_worker"), "--connect", where, "--authkey-file",
+                   other, "--give-up-after", "1", "--connect-timeout", "20s"},
+                  patience);
   CHECK(wrong.exit_code == 1);
   CHECK_THAT(wrong.err, Catch::Contains("not signed by our cluster CA"));
-  auto none = run_process(
-    {bin("task_worker"), "--connect", where, "--give-up-after", "1"}, patience);
+  auto none = run_process({bin("task_worker"), "--connect", where,
+                           "--give-up-after", "1", "--connect-timeout", "20s"},
+                          patience);
   CHECK(none.exit_code == 1);
   CHECK_THAT(none.err, Catch::Contains("requires TLS"));
   // The master kept serving: the right key gets every task done.
