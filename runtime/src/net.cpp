@@ -1,5 +1,7 @@
 #include "troupe/runtime/net.hpp"
 
+#include <cstdlib>
+
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/config_option_adder.hpp>
@@ -7,8 +9,63 @@
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
 #include <caf/sec.hpp>
+#include <dlfcn.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "troupe/runtime/errc.hpp"
+
+// CAF 0.17's TLS sessions (libcaf_openssl) never empty OpenSSL's per-thread
+// error queue: they read it only inside CAF_LOG_INFO, which Debian's build
+// compiles out. A failed handshake on the port (a reachability probe, a peer
+// without the key, a scanner) leaves an error there, and the next SSL_read
+// of a healthy connection on the same multiplexer thread that merely has to
+// wait for data is reported as SSL_ERROR_SSL: CAF closes that connection and
+// its peer's actors are "down" (remote_link_unreachable). OpenSSL requires an
+// empty queue before each I/O call (SSL_get_error(3)). These definitions take
+// precedence over libssl's in the whole process (libcaf_openssl 0.17.6 makes
+// exactly these four calls, through the dynamic linker): they empty the queue
+// and call libssl's.
+namespace {
+
+template <class F>
+F* real_ssl_function(const char* name) {
+  auto* fn = reinterpret_cast<F*>(::dlsym(RTLD_NEXT, name));
+  if (fn == nullptr)
+    std::abort(); // libssl is linked, so this cannot happen
+  return fn;
+}
+
+} // namespace
+
+extern "C" {
+
+int SSL_read(SSL* ssl, void* buf, int num) {
+  static auto* real = real_ssl_function<int(SSL*, void*, int)>("SSL_read");
+  ERR_clear_error();
+  return real(ssl, buf, num);
+}
+
+int SSL_write(SSL* ssl, const void* buf, int num) {
+  static auto* real
+    = real_ssl_function<int(SSL*, const void*, int)>("SSL_write");
+  ERR_clear_error();
+  return real(ssl, buf, num);
+}
+
+int SSL_accept(SSL* ssl) {
+  static auto* real = real_ssl_function<int(SSL*)>("SSL_accept");
+  ERR_clear_error();
+  return real(ssl);
+}
+
+int SSL_connect(SSL* ssl) {
+  static auto* real = real_ssl_function<int(SSL*)>("SSL_connect");
+  ERR_clear_error();
+  return real(ssl);
+}
+
+} // extern "C"
 
 namespace troupe {
 

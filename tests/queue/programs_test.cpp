@@ -313,6 +313,40 @@ TEST_CASE("with a cluster key: mutual TLS - a wrong key - no key - garbage and "
   ::rmdir(dir.c_str());
 }
 
+TEST_CASE("failed TLS handshakes on the port do not drop a connected worker",
+          "[task_queue][programs][tls]") {
+  // CAF 0.17 leaves OpenSSL's error queue dirty after a failed handshake,
+  // which used to make the next read of a healthy connection fail (see
+  // runtime/src/net.cpp).
+  char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto key = dir + "/cluster.key";
+  REQUIRE(run_process({bin("troupe"), "keygen", key}, patience).exit_code == 0);
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "1000", "--authkey-file", key}, port);
+  auto worker = start_worker(port, {"--authkey-file", key, "--quiet", "--work",
+                                    "5ms", "--prefetch", "4"});
+  REQUIRE(master->wait_for_stdout("Result: ", patience));
+  for (int i = 0; i < 30; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    ::close(fd);
+  }
+  auto m = master->wait(patience);
+  CHECK(m.exit_code == 0);
+  CHECK(results(m.out).size() == 1000);
+  CHECK_THAT(m.out, Catch::Contains(" 0 redelivered"));
+  CHECK(worker->wait(patience).exit_code == 0);
+  std::remove(key.c_str());
+  ::rmdir(dir.c_str());
+}
+
 TEST_CASE("a key file that others can read - or a missing one - stops the "
           "program before it starts",
           "[task_queue][programs][tls]") {
