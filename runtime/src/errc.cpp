@@ -40,6 +40,10 @@ std::string to_string(errc x) {
       return "type_mismatch";
     case errc::store_failed:
       return "store_failed";
+    case errc::invalid_subject:
+      return "invalid_subject";
+    case errc::no_responders:
+      return "no_responders";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

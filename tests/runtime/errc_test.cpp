@@ -26,6 +26,8 @@ TEST_CASE("every error code has a name", "[runtime][errc]") {
   CHECK(to_string(errc::no_such_queue) == "no_such_queue");
   CHECK(to_string(errc::type_mismatch) == "type_mismatch");
   CHECK(to_string(errc::store_failed) == "store_failed");
+  CHECK(to_string(errc::invalid_subject) == "invalid_subject");
+  CHECK(to_string(errc::no_responders) == "no_responders");
   CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
 }
 

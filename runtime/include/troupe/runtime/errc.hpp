@@ -59,6 +59,11 @@ enum class errc : uint8_t {
   /// A stored queue cannot be used: not a troupe store, made for another
   /// queue, or SQLite failed. Context: the path and the cause.
   store_failed,
+  /// A bus subject or subscription pattern is malformed. Context: the subject
+  /// and what is wrong with it.
+  invalid_subject,
+  /// A bus request found no subscriber for its subject. Context: the subject.
+  no_responders,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.
