@@ -24,6 +24,8 @@
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/node.hpp"
 
+#include "gate.hpp"
+
 namespace troupe::actors {
 
 namespace {
@@ -101,35 +103,7 @@ private:
   std::vector<bus_message> msgs_;
 };
 
-// Holds callbacks until the test opens it (bounded).
-class gate {
-public:
-  void open() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    open_ = true;
-    cv_.notify_all();
-  }
-
-  // Counts the arrival, then waits until the gate opens or `patience`.
-  void pass() {
-    std::unique_lock<std::mutex> guard{mtx_};
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait_for(guard, patience, [this] { return open_; });
-  }
-
-  // Waits until `n` callers arrived; returns whether they came in time.
-  bool wait_for_waiting(int n) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    return cv_.wait_for(guard, patience, [&] { return waiting_ >= n; });
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  int waiting_ = 0;
-};
+using troupe::test::gate;
 
 struct price {
   std::string symbol;

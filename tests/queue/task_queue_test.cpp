@@ -26,6 +26,8 @@
 #include "troupe/runtime/node.hpp"
 #include "troupe/runtime/queue_protocol.hpp"
 
+#include "gate.hpp"
+
 namespace troupe::actors {
 
 namespace {
@@ -51,35 +53,7 @@ struct fixture {
   }
 };
 
-// A gate that task functions wait at until the test opens it (bounded).
-class gate {
-public:
-  void open() {
-    std::unique_lock<std::mutex> guard{mtx_};
-    open_ = true;
-    cv_.notify_all();
-  }
-
-  // Counts the arrival, then waits until the gate opens or `patience`.
-  void pass() {
-    std::unique_lock<std::mutex> guard{mtx_};
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait_for(guard, patience, [this] { return open_; });
-  }
-
-  // Waits until `n` callers are at the gate; returns whether they came.
-  bool wait_for_waiting(int n) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    return cv_.wait_for(guard, patience, [&] { return waiting_ >= n; });
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  int waiting_ = 0;
-};
+using troupe::test::gate;
 
 // Takes `n` results from `q`; fails the test on a timeout.
 std::vector<task_result<int64_t>> take(queue& q, size_t n) {
