@@ -179,36 +179,6 @@ private:
   std::vector<std::string> hosts_;
 };
 
-// A temporary directory with a cluster key made by `troupe keygen`; removed
-// by the destructor.
-class key_dir {
-public:
-  key_dir(const key_dir&) = delete;
-  key_dir& operator=(const key_dir&) = delete;
-
-  key_dir() {
-    char tmpl[] = "/tmp/troupe-cluster-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir_ = tmpl;
-    key_ = dir_ + "/cluster.key";
-    auto r = run_process({bin("troupe"), "keygen", key_}, patience);
-    REQUIRE(r.exit_code == 0);
-  }
-
-  ~key_dir() {
-    std::remove(key_.c_str());
-    ::rmdir(dir_.c_str());
-  }
-
-  const std::string& key() const {
-    return key_;
-  }
-
-private:
-  std::string dir_;
-  std::string key_;
-};
-
 // Sets up `lan`. Returns false if the machine cannot, after a warning that
 // says the test is skipped and why; fails the test if setup breaks midway.
 bool set_up_or_skip(netns_lan& lan) {

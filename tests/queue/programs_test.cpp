@@ -261,13 +261,9 @@ namespace troupe::test {
 TEST_CASE("with a cluster key: mutual TLS - a wrong key - no key - garbage and "
           "an oversized BASP header are refused - and nothing is lost",
           "[task_queue][programs][tls]") {
-  char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto key = dir + "/cluster.key";
-  auto other = dir + "/other.key";
-  for (auto& k : {key, other})
-    REQUIRE(run_process({bin("troupe"), "keygen", k}, patience).exit_code == 0);
+  key_dir keys;
+  auto key = keys.key();
+  auto other = keys.make_key("other.key");
   uint16_t port = 0;
   auto master = start_master({"--tasks", "200", "--authkey-file", key}, port);
   auto where = "127.0.0.1:" + std::to_string(port);
@@ -308,9 +304,6 @@ TEST_CASE("with a cluster key: mutual TLS - a wrong key - no key - garbage and "
   CHECK(got.size() == 200);
   CHECK(distinct(got));
   CHECK(as_set(got) == as_set(puts(m.out)));
-  for (auto& k : {key, other})
-    std::remove(k.c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("failed TLS handshakes on the port do not drop a connected worker",
@@ -318,11 +311,8 @@ TEST_CASE("failed TLS handshakes on the port do not drop a connected worker",
   // CAF 0.17 leaves OpenSSL's error queue dirty after a failed handshake,
   // which used to make the next read of a healthy connection fail (see
   // runtime/src/net.cpp).
-  char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto key = dir + "/cluster.key";
-  REQUIRE(run_process({bin("troupe"), "keygen", key}, patience).exit_code == 0);
+  key_dir keys;
+  auto key = keys.key();
   uint16_t port = 0;
   auto master = start_master({"--tasks", "1000", "--authkey-file", key}, port);
   auto worker = start_worker(port, {"--authkey-file", key, "--quiet", "--work",
@@ -343,29 +333,23 @@ TEST_CASE("failed TLS handshakes on the port do not drop a connected worker",
   CHECK(results(m.out).size() == 1000);
   CHECK_THAT(m.out, Catch::Contains(" 0 redelivered"));
   CHECK(worker->wait(patience).exit_code == 0);
-  std::remove(key.c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("a key file that others can read - or a missing one - stops the "
           "program before it starts",
           "[task_queue][programs][tls]") {
-  char tmpl[] = "/tmp/troupe-tls-test-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto key = dir + "/cluster.key";
-  REQUIRE(run_process({bin("troupe"), "keygen", key}, patience).exit_code == 0);
+  key_dir keys;
+  auto key = keys.key();
   REQUIRE(::chmod(key.c_str(), 0644) == 0);
   auto r = run_process(
     {bin("task_master"), "--port", "0", "--authkey-file", key}, patience);
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("chmod 600"));
-  r = run_process({bin("task_worker"), "--authkey-file", dir + "/missing.key"},
-                  patience);
+  r = run_process(
+    {bin("task_worker"), "--authkey-file", keys.dir() + "/missing.key"},
+    patience);
   CHECK(r.exit_code == 2);
-  CHECK_THAT(r.err, Catch::Contains(dir + "/missing.key"));
-  std::remove(key.c_str());
-  ::rmdir(dir.c_str());
+  CHECK_THAT(r.err, Catch::Contains(keys.dir() + "/missing.key"));
 }
 
 } // namespace troupe::test
