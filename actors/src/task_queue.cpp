@@ -213,7 +213,7 @@ void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
   auto& st = self->state;
   raw_result r;
   r.id = id;
-  r.attempts = entry.attempts;
+  r.attempt = entry.attempts;
   r.ok = ok;
   r.payload = std::move(payload);
   r.error = std::move(error);
@@ -223,16 +223,16 @@ void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
     sr.ok = ok;
     sr.payload.assign(r.payload.begin(), r.payload.end());
     sr.error = r.error;
-    sr.attempts = r.attempts;
+    sr.attempts = r.attempt;
     st.store->add_result(sr);
   }
   if (!ok) {
     ++st.stats.dead;
-    st.dead.push_back(dead_letter{id, r.attempts, r.error});
+    st.dead.push_back(dead_letter{id, r.attempt, r.error});
     troupe::log(self->system())
       .warn("queue '{}': task {} goes to the dead-letter list after {} "
             "attempts: {}",
-            st.opts.name, id, r.attempts, r.error);
+            st.opts.name, id, r.attempt, r.error);
   }
   ++st.stats.results;
   st.results.emplace_back(std::move(r));
@@ -401,7 +401,7 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
     for (auto& r : contents->unconsumed) {
       raw_result x;
       x.id = r.id;
-      x.attempts = r.attempts;
+      x.attempt = r.attempts;
       x.ok = r.ok;
       x.payload.assign(r.payload.begin(), r.payload.end());
       x.error = r.error;

@@ -20,6 +20,7 @@
 
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/fwd.hpp"
+#include "troupe/runtime/queue_protocol.hpp"
 
 namespace troupe {
 class net_config;
@@ -87,20 +88,10 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter& x) {
 
 namespace detail {
 
-/// A result as the queue actor hands it to the application. @private
-struct raw_result {
-  uint64_t id = 0;
-  uint32_t attempts = 0;
-  bool ok = true;
-  std::vector<char> payload;
-  std::string error;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, raw_result& x) {
-  return f(caf::meta::type_name("troupe.raw_result"), x.id, x.attempts, x.ok,
-           x.payload, x.error);
-}
+/// A result as the queue actor hands it to the application: the message a
+/// worker answered with, whose `attempt` is the delivery that produced it.
+/// @private
+using raw_result = troupe::result_msg;
 
 /// Returns a readable name of `T` (demangled), used to check that master and
 /// workers agree on the task and result types. @private
@@ -323,7 +314,7 @@ private:
   static task_result<Result> decode(detail::raw_result& x) {
     task_result<Result> result;
     result.id = x.id;
-    result.attempts = x.attempts;
+    result.attempts = x.attempt;
     if (!x.ok) {
       result.value = caf::make_error(errc::job_failed, x.error);
       return result;
