@@ -13,6 +13,8 @@
 
 #include "troupe/runtime/security.hpp"
 
+#include "troupe_bus.hpp"
+
 namespace {
 
 using args_list = std::vector<std::string>;
@@ -77,6 +79,13 @@ int run_keygen(const command& self, const args_list& args) {
 
 int run_help(const command& self, const args_list& args);
 
+/// Runs one of the bus subcommands (troupe_bus.cpp), which parse their own
+/// options.
+template <int (*F)(const std::string&, const args_list&)>
+int run_bus(const command& self, const args_list& args) {
+  return F(std::string{"troupe "} + self.name, args);
+}
+
 const command commands[] = {
   {"keygen", "FILE", "Write a new random cluster key to FILE (mode 0600).",
    "Nodes that hold the same key trust each other: each derives the same\n"
@@ -84,6 +93,34 @@ const command commands[] = {
    "Copy FILE to every node over a secure channel and start each with\n"
    "--authkey-file FILE. Refuses to overwrite an existing FILE.\n",
    run_keygen},
+  {"node", "--listen HOST:PORT [--connect HOST:PORT,...]",
+   "Run a standalone bus node (like nats-server).",
+   "Prints 'listening on HOST:PORT' first (port 0: the OS chooses). Nodes\n"
+   "linked with --connect form one bus: a message crosses to a node only if\n"
+   "something there subscribed to it. Links must form a tree (no loops);\n"
+   "a lost link is redialled. Off loopback, links are mutual TLS: give\n"
+   "every node the same --authkey-file. Run 'troupe node --help' for all\n"
+   "options.\n",
+   run_bus<troupe::tools::bus_node>},
+  {"sub", "PATTERN --connect HOST:PORT [--queue GROUP]",
+   "Print 'SUBJECT: PAYLOAD' for each message matching PATTERN.",
+   "PATTERN is a subject with wildcards: * for one token, > for the rest\n"
+   "(orders.*.created, orders.>). With --queue GROUP, the subscribers of a\n"
+   "group share the messages: each goes to one of them. --count N exits\n"
+   "after N messages.\n",
+   run_bus<troupe::tools::bus_sub>},
+  {"pub", "SUBJECT TEXT --connect HOST:PORT", "Publish TEXT on SUBJECT.",
+   "--count N publishes it N times; --wait-for-subscriber 5s first waits\n"
+   "until somebody subscribed to SUBJECT (exit 1 if nobody did).\n",
+   run_bus<troupe::tools::bus_pub>},
+  {"reply", "SUBJECT --connect HOST:PORT [--queue GROUP]",
+   "Answer each request on SUBJECT by echoing it.", "",
+   run_bus<troupe::tools::bus_reply>},
+  {"request", "SUBJECT TEXT --connect HOST:PORT [--timeout 1s]",
+   "Send a request and print the reply, or the error.",
+   "Exits 1 with 'no responders' at once if nobody listens on SUBJECT, or\n"
+   "with a timeout if no reply came in time.\n",
+   run_bus<troupe::tools::bus_request>},
   {"help", "[COMMAND]", "Show this help, or the help of COMMAND.", "",
    run_help},
 };

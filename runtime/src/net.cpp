@@ -163,7 +163,7 @@ caf::error net_config::secure(const std::string& host) {
 }
 
 caf::error parse_host_port(const std::string& text, std::string& host,
-                           uint16_t& port) {
+                           uint16_t& port, bool allow_port_zero) {
   auto bad = [&] {
     return fail(errc::invalid_option_value,
                 "'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:5000)");
@@ -187,7 +187,7 @@ caf::error parse_host_port(const std::string& text, std::string& host,
       || port_text.find_first_not_of("0123456789") != std::string::npos)
     return bad();
   auto value = std::stoul(port_text);
-  if (value == 0 || value > 65535)
+  if ((value == 0 && !allow_port_zero) || value > 65535)
     return bad();
   port = static_cast<uint16_t>(value);
   return caf::none;

@@ -82,9 +82,10 @@ private:
 };
 
 /// Splits `text` (`HOST:PORT`, `[V6]:PORT`) into host and port. Returns
-/// `errc::invalid_option_value` naming `text` if it is not of that form.
+/// `errc::invalid_option_value` naming `text` if it is not of that form (or
+/// names port 0, unless `allow_port_zero`: an address to listen on).
 caf::error parse_host_port(const std::string& text, std::string& host,
-                           uint16_t& port);
+                           uint16_t& port, bool allow_port_zero = false);
 
 /// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses), over TLS if
 /// `cfg.tls()`. Returns the port, or an error that names the address.

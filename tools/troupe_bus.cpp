@@ -1,0 +1,416 @@
+// The bus subcommands of `troupe`: a standalone bus node, and the clients
+// that subscribe, publish, reply and request through one (like nats-server
+// and the nats CLI). Each client is a small node of its own that links to
+// the node given with --connect.
+//
+//   $ troupe node --listen 127.0.0.1:4222 &
+//   listening on 127.0.0.1:4222
+//   $ troupe sub 'orders.>' --connect 127.0.0.1:4222 &
+//   $ troupe pub orders.eu.created 'order 42' --connect 127.0.0.1:4222
+//   orders.eu.created: order 42                 (printed by sub)
+
+#include "troupe_bus.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/config_option_adder.hpp>
+#include <unistd.h>
+
+#include "troupe/actors/bus/bus.hpp"
+#include "troupe/actors/bus/cluster.hpp"
+#include "troupe/runtime/net.hpp"
+#include "troupe/runtime/run.hpp"
+#include "troupe/runtime/security.hpp"
+
+namespace troupe::tools {
+
+namespace {
+
+using namespace std::chrono_literals;
+using troupe::actors::bus;
+using troupe::actors::bus_cluster;
+using troupe::actors::bus_message;
+
+enum class kind { node, sub, pub, reply, request };
+
+const char* kind_name(kind k) {
+  switch (k) {
+    case kind::node:
+      return "node";
+    case kind::sub:
+      return "sub";
+    case kind::pub:
+      return "pub";
+    case kind::reply:
+      return "reply";
+    default:
+      return "request";
+  }
+}
+
+struct address {
+  std::string host;
+  uint16_t port = 0;
+
+  std::string text() const {
+    return host + ":" + std::to_string(port);
+  }
+};
+
+caf::error usage(const std::string& what) {
+  return caf::make_error(errc::invalid_option_value, what);
+}
+
+struct bus_config : net_config {
+  kind what;
+  std::string listen_text;
+  std::string connect_text;
+  std::string queue;
+  uint64_t count = 0;
+  caf::timespan timeout = 1s;
+  caf::timespan connect_timeout = 5s;
+  caf::timespan wait_for_subscriber = caf::timespan{0};
+
+  std::optional<address> listen_at;
+  std::vector<address> peers;
+
+  explicit bus_config(kind k) : net_config(role::connect), what(k) {
+    name = std::string{kind_name(k)} + "-" + std::to_string(::getpid());
+    // Clients print what they are for on stdout; their links are news only
+    // when something goes wrong.
+    if (k != kind::node)
+      log_level = "warn";
+    caf::config_option_adder opts{custom_options_, "global"};
+    switch (k) {
+      case kind::node:
+        description("runs a standalone bus node: other nodes and the sub, pub, "
+                    "reply and request commands link to it");
+        opts
+          .add(listen_text, "listen",
+               "HOST:PORT to accept links on (port 0: the OS chooses)")
+          .add(connect_text, "connect",
+               "HOST:PORT[,HOST:PORT...] of nodes to link to (kept up)");
+        break;
+      case kind::sub:
+        positional("PATTERN");
+        description("prints 'SUBJECT: PAYLOAD' for each message on a subject "
+                    "that matches PATTERN (wildcards * and >)");
+        opts
+          .add(queue, "queue",
+               "queue group: each message goes to one member of the group")
+          .add(count, "count", "exit after this many messages (0: never)");
+        break;
+      case kind::pub:
+        positional("SUBJECT TEXT");
+        description("publishes TEXT on SUBJECT; {n} in TEXT becomes the "
+                    "message's number (1, 2, ...)");
+        opts.add(count, "count", "publish it this many times (default 1)")
+          .add(wait_for_subscriber, "wait-for-subscriber",
+               "first wait up to this long until somebody subscribes");
+        break;
+      case kind::reply:
+        positional("SUBJECT");
+        description("answers each request on SUBJECT with its own payload, "
+                    "and prints 'SUBJECT: PAYLOAD' for it");
+        opts.add(queue, "queue", "queue group of the responders")
+          .add(count, "count", "exit after this many requests (0: never)");
+        break;
+      case kind::request:
+        positional("SUBJECT TEXT");
+        description("sends TEXT as a request on SUBJECT and prints the reply's "
+                    "payload");
+        opts.add(timeout, "timeout", "how long to wait for the reply (1s)")
+          .add(wait_for_subscriber, "wait-for-subscriber",
+               "first wait up to this long until somebody subscribes");
+        break;
+    }
+    if (k != kind::node)
+      opts.add(connect_text, "connect", "HOST:PORT of the node to link to");
+    opts.add(connect_timeout, "connect-timeout",
+             "how long one connect attempt may take (default 5s)");
+  }
+
+  caf::error prepare() {
+    auto& args = positional_args();
+    size_t want = (what == kind::pub || what == kind::request) ? 2
+                  : what == kind::node                         ? 0
+                                                               : 1;
+    if (args.size() < want)
+      return usage(std::string{"missing "}
+                   + (what == kind::sub ? "PATTERN" : "SUBJECT")
+                   + (want == 2 && args.size() == 1 ? " TEXT" : ""));
+    if (args.size() > want)
+      return usage("unexpected argument '" + args[want] + "'");
+    if (what == kind::sub) {
+      if (auto err = actors::validate_pattern(args[0]))
+        return err;
+    } else if (want > 0) {
+      if (auto err = actors::validate_subject(args[0]))
+        return err;
+    }
+    if (!listen_text.empty()) {
+      address a;
+      if (auto err = parse_host_port(listen_text, a.host, a.port, true))
+        return err;
+      listen_at = a;
+      bind = a.host;
+    } else if (what == kind::node) {
+      return usage("--listen HOST:PORT is required");
+    }
+    size_t start = 0;
+    while (start < connect_text.size()) {
+      auto end = connect_text.find(',', start);
+      if (end == std::string::npos)
+        end = connect_text.size();
+      address a;
+      if (auto err = parse_host_port(connect_text.substr(start, end - start),
+                                     a.host, a.port))
+        return err;
+      peers.push_back(a);
+      start = end + 1;
+    }
+    if (what != kind::node && peers.size() != 1)
+      return usage(peers.empty() ? "--connect HOST:PORT is required"
+                                 : "--connect takes one node");
+    if (what == kind::pub && count == 0)
+      count = 1;
+    // TLS or plain: decided by the least local address involved.
+    auto host = listen_at ? listen_at->host : peers.front().host;
+    for (auto& p : peers)
+      if (!security::is_loopback(p.host))
+        host = p.host;
+    return secure(host);
+  }
+};
+
+void print_message(const bus_message& m) {
+  if (m.type == 0)
+    std::printf("%s: %s\n", m.subject.c_str(), m.payload.c_str());
+  else
+    std::printf("%s: (a typed value, %zu bytes)\n", m.subject.c_str(),
+                m.payload.size());
+  std::fflush(stdout);
+}
+
+/// Links `c` to the node of a client command; prints why not and returns
+/// false if that fails within the connect timeout.
+bool link(bus_cluster& c, const bus_config& cfg, const char* prog) {
+  auto& peer = cfg.peers.front();
+  if (auto err = c.connect(peer.host, peer.port, cfg.connect_timeout)) {
+    std::fprintf(stderr, "%s: %s\n", prog, error_text(err).c_str());
+    return false;
+  }
+  return true;
+}
+
+/// Blocks until `done` is set (by a callback) or the node stops (signal).
+/// Callbacks do not stop the node themselves: what they published must
+/// reach the link first (`bus_cluster::flush`).
+void wait_until(node& n, const std::atomic<bool>& done) {
+  while (!done && !n.wait_for_stop(100ms))
+    ;
+}
+
+template <class F>
+int run_bus(kind k, const std::string& prog, const args_list& args, F fn) {
+  std::vector<std::string> storage;
+  storage.push_back(prog);
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : storage)
+    argv.push_back(s.data());
+  argv.push_back(nullptr);
+  // troupe::run wants a default-constructible config: make one per kind.
+  switch (k) {
+#define TROUPE_BUS_KIND(K)                                                     \
+  case kind::K: {                                                              \
+    struct cfg_##K : bus_config {                                              \
+      cfg_##K() : bus_config(kind::K) {}                                       \
+    };                                                                         \
+    return troupe::run<cfg_##K>(static_cast<int>(storage.size()), argv.data(), \
+                                [&](node& n, const cfg_##K& cfg) {             \
+                                  return fn(                                   \
+                                    n, static_cast<const bus_config&>(cfg));   \
+                                });                                            \
+  }
+    TROUPE_BUS_KIND(node)
+    TROUPE_BUS_KIND(sub)
+    TROUPE_BUS_KIND(pub)
+    TROUPE_BUS_KIND(reply)
+    TROUPE_BUS_KIND(request)
+#undef TROUPE_BUS_KIND
+  }
+  return 2;
+}
+
+} // namespace
+
+int bus_node(const std::string& prog, const args_list& args) {
+  return run_bus(kind::node, prog, args, [&](node& n, const bus_config& cfg) {
+    bus b{n};
+    bus_cluster c{n, b, cfg};
+    auto port = c.listen(cfg.listen_at->port);
+    if (!port) {
+      std::fprintf(stderr, "%s: %s\n", prog.c_str(),
+                   error_text(port.error()).c_str());
+      n.stop();
+      return 1;
+    }
+    std::printf("listening on %s:%u\n", cfg.listen_at->host.c_str(),
+                static_cast<unsigned>(*port));
+    std::fflush(stdout);
+    for (auto& p : cfg.peers)
+      static_cast<void>(c.connect(p.host, p.port));
+    n.wait_for_stop();
+    return 0;
+  });
+}
+
+int bus_sub(const std::string& prog, const args_list& args) {
+  return run_bus(kind::sub, prog, args, [&](node& n, const bus_config& cfg) {
+    bus b{n};
+    std::atomic<uint64_t> seen{0};
+    std::atomic<bool> done{false};
+    actors::subscription_options opts;
+    opts.queue_group = cfg.queue;
+    auto sub
+      = b.subscribe(cfg.positional_args()[0], opts, [&](const bus_message& m) {
+          if (done)
+            return;
+          print_message(m);
+          if (++seen == cfg.count)
+            done = true;
+        });
+    if (!sub) {
+      std::fprintf(stderr, "%s: %s\n", prog.c_str(),
+                   error_text(sub.error()).c_str());
+      n.stop();
+      return 2;
+    }
+    bus_cluster c{n, b, cfg};
+    if (!link(c, cfg, prog.c_str())) {
+      n.stop();
+      return 1;
+    }
+    std::fprintf(stderr, "subscribed to '%s' at %s\n",
+                 cfg.positional_args()[0].c_str(),
+                 cfg.peers.front().text().c_str());
+    wait_until(n, done);
+    sub->unsubscribe();
+    n.stop();
+    return 0;
+  });
+}
+
+int bus_pub(const std::string& prog, const args_list& args) {
+  return run_bus(kind::pub, prog, args, [&](node& n, const bus_config& cfg) {
+    bus b{n};
+    bus_cluster c{n, b, cfg};
+    auto& subject = cfg.positional_args()[0];
+    auto& text = cfg.positional_args()[1];
+    int rc = 0;
+    if (!link(c, cfg, prog.c_str())) {
+      rc = 1;
+    } else if (cfg.wait_for_subscriber > caf::timespan{0}
+               && !c.wait_for_interest(subject, cfg.wait_for_subscriber)) {
+      std::fprintf(stderr, "%s: nobody subscribed to '%s' within the wait\n",
+                   prog.c_str(), subject.c_str());
+      rc = 1;
+    } else {
+      auto at = text.find("{n}");
+      std::string payload = text;
+      for (uint64_t i = 1; i <= cfg.count && rc == 0; ++i) {
+        if (at != std::string::npos)
+          payload
+            = text.substr(0, at) + std::to_string(i) + text.substr(at + 3);
+        if (auto err = b.publish(subject, payload)) {
+          std::fprintf(stderr, "%s: %s\n", prog.c_str(),
+                       error_text(err).c_str());
+          rc = 1;
+        }
+      }
+      if (auto err = c.flush(cfg.connect_timeout + 10s); err && rc == 0) {
+        std::fprintf(stderr, "%s: %s\n", prog.c_str(), error_text(err).c_str());
+        rc = 1;
+      }
+    }
+    n.stop();
+    return rc;
+  });
+}
+
+int bus_reply(const std::string& prog, const args_list& args) {
+  return run_bus(kind::reply, prog, args, [&](node& n, const bus_config& cfg) {
+    bus b{n};
+    std::atomic<uint64_t> seen{0};
+    std::atomic<bool> done{false};
+    actors::subscription_options opts;
+    opts.queue_group = cfg.queue;
+    auto sub
+      = b.subscribe(cfg.positional_args()[0], opts, [&](const bus_message& m) {
+          if (done)
+            return;
+          print_message(m);
+          if (!m.reply_to.empty())
+            static_cast<void>(b.reply(m, m.payload));
+          if (++seen == cfg.count)
+            done = true;
+        });
+    if (!sub) {
+      n.stop();
+      return 2;
+    }
+    bus_cluster c{n, b, cfg};
+    if (!link(c, cfg, prog.c_str())) {
+      n.stop();
+      return 1;
+    }
+    std::fprintf(stderr, "answering requests on '%s' at %s\n",
+                 cfg.positional_args()[0].c_str(),
+                 cfg.peers.front().text().c_str());
+    wait_until(n, done);
+    sub->unsubscribe();
+    // The last reply may still be in the link's buffer.
+    static_cast<void>(c.flush(5s));
+    n.stop();
+    return 0;
+  });
+}
+
+int bus_request(const std::string& prog, const args_list& args) {
+  return run_bus(
+    kind::request, prog, args, [&](node& n, const bus_config& cfg) {
+      bus b{n};
+      bus_cluster c{n, b, cfg};
+      int rc = 0;
+      auto& subject = cfg.positional_args()[0];
+      if (!link(c, cfg, prog.c_str())) {
+        rc = 1;
+      } else {
+        if (cfg.wait_for_subscriber > caf::timespan{0})
+          static_cast<void>(
+            c.wait_for_interest(subject, cfg.wait_for_subscriber));
+        auto r = b.request(subject, cfg.positional_args()[1], cfg.timeout);
+        if (r) {
+          std::printf("%s\n", r->payload.c_str());
+          std::fflush(stdout);
+        } else {
+          auto why = error_text(r.error());
+          if (r.error() == errc::no_responders)
+            why = "no responders: " + why;
+          std::fprintf(stderr, "%s: %s\n", prog.c_str(), why.c_str());
+          rc = 1;
+        }
+      }
+      n.stop();
+      return rc;
+    });
+}
+
+} // namespace troupe::tools
