@@ -23,6 +23,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/after.hpp>
+#include <caf/deep_to_string.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/node_id.hpp>
@@ -411,6 +412,7 @@ public:
   /// Per dialer: up once, and why its last attempt failed.
   struct dial_status {
     bool up = false;
+    uint64_t failures = 0;
     std::string last_error;
   };
   std::map<uint64_t, dial_status> dials;
@@ -889,7 +891,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
             if (dj != s2.dials.end())
               self->send(dj->second.dialer, bus_dialed_atom::value);
             std::lock_guard<std::mutex> guard{s2.core->wait_mtx};
-            s2.core->dials[did] = {true, {}};
+            s2.core->dials[did].up = true;
             s2.core->wait_cv.notify_all();
           },
           [=](caf::error& err) {
@@ -985,7 +987,9 @@ void dial_failed(dialer_ptr self, const std::string& why) {
   auto& st = self->state;
   {
     std::lock_guard<std::mutex> guard{st.core->wait_mtx};
-    st.core->dials[st.id].last_error = why;
+    auto& status = st.core->dials[st.id];
+    status.last_error = why;
+    ++status.failures;
     st.core->wait_cv.notify_all();
   }
   troupe::log(self->system())
@@ -1124,13 +1128,18 @@ caf::error bus_cluster::connect(const std::string& host, uint16_t port,
   if (wait <= caf::timespan{0})
     return caf::none;
   std::unique_lock<std::mutex> guard{core_->wait_mtx};
-  auto ok = core_->wait_cv.wait_for(guard, wait,
-                                    [&] { return core_->dials[did].up; });
-  if (ok)
+  auto& status = core_->dials[did];
+  if (!core_->wait_cv.wait_for(
+        guard, wait, [&] { return status.up || status.failures > 0; }))
+    return caf::make_error(errc::timeout, "no link to " + host + ":"
+                                            + std::to_string(port) + " within "
+                                            + caf::deep_to_string(wait));
+  if (status.up)
     return caf::none;
-  auto why = core_->dials[did].last_error;
-  if (why.empty())
-    why = "no answer";
+  auto why = status.last_error;
+  auto prefix = host + ":" + std::to_string(port) + ": ";
+  if (why.compare(0, prefix.size(), prefix) == 0)
+    why.erase(0, prefix.size());
   return caf::make_error(errc::connect_failed, "cannot link to " + host + ":"
                                                  + std::to_string(port) + ": "
                                                  + why);

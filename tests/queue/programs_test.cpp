@@ -66,46 +66,6 @@ std::unique_ptr<child_process> start_worker(uint16_t port,
   return std::make_unique<child_process>(argv);
 }
 
-// Connects to 127.0.0.1:`port`, sends `bytes`, and waits (bounded) for the
-// peer to close the connection; returns whether it did.
-bool send_raw(uint16_t port, const std::string& bytes) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  // The peer may close while we are still sending; that is fine.
-  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-  bool closed = false;
-  char buf[4096];
-  for (int i = 0; i < 20 && !closed; ++i) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) > 0) {
-      auto n = ::recv(fd, buf, sizeof(buf), 0);
-      closed = n <= 0;
-    }
-  }
-  ::close(fd);
-  return closed;
-}
-
-// Returns the resident memory of process `pid` in KiB (0 if unknown).
-long rss_kib(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      long kib = 0;
-      in >> kib;
-      return kib;
-    }
-    in.ignore(1 << 20, '\n');
-  }
-  return 0;
-}
-
 } // namespace
 
 TEST_CASE("seed 002: one master - one worker - ten tasks",

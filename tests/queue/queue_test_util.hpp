@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "net_util.hpp"
 #include "process.hpp"
 
 namespace troupe::test {
@@ -54,50 +55,5 @@ inline bool distinct(const std::vector<int64_t>& xs) {
 inline std::set<int64_t> as_set(const std::vector<int64_t>& xs) {
   return {xs.begin(), xs.end()};
 }
-
-/// A temporary directory with a cluster key made by `troupe keygen`
-/// (`key()`), and more keys on request (`make_key`); the destructor removes
-/// them and the directory.
-class key_dir {
-public:
-  key_dir(const key_dir&) = delete;
-  key_dir& operator=(const key_dir&) = delete;
-
-  key_dir() {
-    char tmpl[] = "/tmp/troupe-key-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir_ = tmpl;
-    key_ = make_key("cluster.key");
-  }
-
-  ~key_dir() {
-    for (auto& f : files_)
-      std::remove(f.c_str());
-    ::rmdir(dir_.c_str());
-  }
-
-  /// Makes another key, `name` in the directory, and returns its path.
-  std::string make_key(const std::string& name) {
-    auto path = dir_ + "/" + name;
-    files_.push_back(path);
-    auto r
-      = run_process({bin("troupe"), "keygen", path}, std::chrono::seconds(60));
-    REQUIRE(r.exit_code == 0);
-    return path;
-  }
-
-  const std::string& key() const {
-    return key_;
-  }
-
-  const std::string& dir() const {
-    return dir_;
-  }
-
-private:
-  std::string dir_;
-  std::string key_;
-  std::vector<std::string> files_;
-};
 
 } // namespace troupe::test

@@ -130,10 +130,12 @@ public:
   [[nodiscard]] caf::expected<uint16_t> listen(uint16_t port);
 
   /// Starts a link to the node at `host:port`, kept up until the cluster
-  /// ends. With a `wait` above zero, blocks until the link is up (returns
-  /// none) or `wait` has passed (returns why the last attempt failed, e.g.
-  /// the peer's certificate is not ours); the link keeps retrying in the
-  /// background either way. `errc::invalid_option_value` for port 0.
+  /// ends. With a `wait` above zero, blocks until the first attempt ends:
+  /// returns none if the link is up, `errc::connect_failed` saying why not
+  /// (e.g. the peer's certificate is not signed by our CA), or
+  /// `errc::timeout` if the attempt still runs after `wait`. A failed link
+  /// keeps retrying in the background either way.
+  /// `errc::invalid_option_value` for port 0.
   caf::error connect(const std::string& host, uint16_t port,
                      caf::timespan wait = caf::timespan{0});
 
