@@ -3,8 +3,9 @@
 // forwards messages in batches (see bus_cluster in bus/cluster.hpp).
 //
 // Threads: `cluster_core::route` runs on publishers' threads and reads the
-// routing table under a shared lock; the router actor (detached: it may wait
-// for a subscription's room in `bus::inject`) owns everything else and
+// routing table under a shared lock; the router actor (on the scheduler; it
+// may wait for a subscription's room in `bus::inject`, as any publisher
+// does) owns everything else and
 // changes the table under the exclusive lock. Each link has an outbound
 // buffer of encoded messages under its own mutex: publishers append, the
 // router swaps it out and sends it as one CAF message when fewer than
@@ -60,6 +61,7 @@ using bus_local_atom = caf::atom_constant<caf::atom("buslocal")>;
 using bus_dialed_atom = caf::atom_constant<caf::atom("busdialed")>;
 using bus_drain_atom = caf::atom_constant<caf::atom("busdrain")>;
 using bus_redial_atom = caf::atom_constant<caf::atom("busredial")>;
+using bus_attempt_atom = caf::atom_constant<caf::atom("busattempt")>;
 
 constexpr uint32_t protocol_version = 1;
 
@@ -1001,37 +1003,51 @@ void dial_failed(dialer_ptr self, const std::string& why) {
   st.backoff = std::min(st.backoff * 2, st.core->opts.max_backoff);
 }
 
+/// One connect attempt, on a thread of its own: CAF's connect blocks for
+/// minutes on a silent host, so it probes first, and explaining a refused
+/// handshake takes another (bounded) handshake. Reports `(bus_attempt,
+/// remote)` or `(bus_attempt, why)` to the dialer, then ends. It uses no
+/// request timeout: a pending timeout would keep it referenced, and CAF
+/// 0.17's shutdown waits for every detached actor to be released.
+caf::behavior attempt(caf::event_based_actor* self, caf::actor dialer,
+                      const net_config* cfg, std::string host, uint16_t port,
+                      std::chrono::milliseconds timeout) {
+  auto address = host + ":" + std::to_string(port);
+  if (auto why = security::probe_tcp(host, port, timeout); !why.empty()) {
+    self->send(dialer, bus_attempt_atom::value,
+               "cannot reach " + address + ": " + why);
+    self->quit();
+    return {};
+  }
+  auto mm = connector(self->system(), *cfg);
+  self->request(mm, caf::infinite, caf::connect_atom::value, host, port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
+          const std::set<std::string>&) {
+        if (ptr)
+          self->send(dialer, bus_attempt_atom::value,
+                     caf::actor_cast<caf::actor>(ptr));
+        else
+          self->send(dialer, bus_attempt_atom::value,
+                     address + " publishes no actor");
+        self->quit();
+      },
+      [=](caf::error& err) {
+        auto why = explain_connect_error(self->system(), err, host, port, *cfg,
+                                         timeout);
+        self->send(dialer, bus_attempt_atom::value, error_text(why));
+        self->quit();
+      });
+  return {[](caf::unit_t) {}};
+}
+
 void dial(dialer_ptr self) {
   auto& st = self->state;
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
     st.core->opts.connect_timeout);
-  // CAF's connect blocks for minutes on a silent host: probe first (this
-  // actor has a thread of its own).
-  if (auto why = security::probe_tcp(st.host, st.port, timeout); !why.empty()) {
-    dial_failed(self, "cannot reach " + address_of(st) + ": " + why);
-    return;
-  }
-  auto mm = connector(self->system(), st.core->cfg);
-  self
-    ->request(mm, st.core->opts.connect_timeout, caf::connect_atom::value,
-              st.host, st.port)
-    .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
-          const std::set<std::string>&) {
-        auto& s = self->state;
-        if (!ptr) {
-          dial_failed(self, address_of(s) + " publishes no actor");
-          return;
-        }
-        self->send(s.router, bus_dialed_atom::value, s.id,
-                   caf::actor_cast<caf::actor>(ptr), address_of(s));
-      },
-      [=](caf::error& err) {
-        auto& s = self->state;
-        auto why = explain_connect_error(self->system(), err, s.host, s.port,
-                                         s.core->cfg, timeout);
-        dial_failed(self, error_text(why));
-      });
+  self->system().spawn<caf::detached>(attempt,
+                                      caf::actor_cast<caf::actor>(self),
+                                      &st.core->cfg, st.host, st.port, timeout);
 }
 
 caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
@@ -1068,6 +1084,13 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
       self->delayed_send(self, s.backoff, bus_redial_atom::value, std::string{},
                          false);
     },
+    // The attempt reached the peer's router, or failed.
+    [=](bus_attempt_atom, caf::actor& remote) {
+      auto& s = self->state;
+      self->send(s.router, bus_dialed_atom::value, s.id, std::move(remote),
+                 address_of(s));
+    },
+    [=](bus_attempt_atom, const std::string& why) { dial_failed(self, why); },
     // The hello went through.
     [=](bus_dialed_atom) {
       auto& s = self->state;
@@ -1086,20 +1109,24 @@ bus_cluster::bus_cluster(node& host, bus& b, const net_config& cfg,
                          cluster_options opts)
     : core_(
       std::make_shared<detail::cluster_core>(host, cfg, std::move(opts))) {
-  auto hdl = host.system().spawn<caf::detached>(router, core_, &b);
-  core_->router_addr = hdl.address();
-  host.track(hdl.address());
+  // Not detached: CAF 0.17's shutdown waits until every detached actor is
+  // released, and a detached router was sometimes still held then (1 exit in
+  // about 20 hung).
+  router_ = host.system().spawn(router, core_, &b);
+  core_->router_addr = router_.address();
+  host.track(router_.address());
   for (auto& x : b.attach_router(core_))
-    caf::anon_send(hdl, bus_local_atom::value, true, x.pattern, x.queue_group);
+    caf::anon_send(router_, bus_local_atom::value, true, x.pattern,
+                   x.queue_group);
 }
 
 bus_cluster::~bus_cluster() {
   core_->closed = true;
   auto& sys = core_->host.system();
-  if (auto hdl = core_->router()) {
+  {
     caf::scoped_actor self{sys};
-    self->monitor(hdl);
-    self->send_exit(hdl, caf::exit_reason::user_shutdown);
+    self->monitor(router_);
+    self->send_exit(router_, caf::exit_reason::user_shutdown);
     // The router calls the bus, which ends after the cluster: wait for it
     // (it may be waiting for room in a subscription, at most its max_wait).
     self->receive([](const caf::down_msg&) {},
@@ -1108,8 +1135,7 @@ bus_cluster::~bus_cluster() {
 }
 
 caf::expected<uint16_t> bus_cluster::listen(uint16_t port) {
-  return troupe::listen(core_->host.system(), core_->router(), core_->cfg,
-                        port);
+  return troupe::listen(core_->host.system(), router_, core_->cfg, port);
 }
 
 caf::error bus_cluster::connect(const std::string& host, uint16_t port,
@@ -1124,7 +1150,7 @@ caf::error bus_cluster::connect(const std::string& host, uint16_t port,
     core_->dials[did] = {};
   }
   auto& sys = core_->host.system();
-  sys.spawn<caf::detached>(dialer, core_, core_->router(), did, host, port);
+  sys.spawn(dialer, core_, router_, did, host, port);
   if (wait <= caf::timespan{0})
     return caf::none;
   std::unique_lock<std::mutex> guard{core_->wait_mtx};
@@ -1166,7 +1192,7 @@ bool bus_cluster::wait_for_interest(std::string_view subject,
 caf::error bus_cluster::flush(caf::timespan timeout) {
   caf::scoped_actor self{core_->host.system()};
   caf::error result;
-  self->request(core_->router(), timeout, bus_drain_atom::value)
+  self->request(router_, timeout, bus_drain_atom::value)
     .receive([] {},
              [&](caf::error& err) {
                result = err == caf::sec::request_timeout

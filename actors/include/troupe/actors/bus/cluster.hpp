@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
@@ -155,6 +156,9 @@ public:
 
 private:
   std::shared_ptr<detail::cluster_core> core_;
+  /// The router actor; the one strong reference to it (the core, which the
+  /// bus keeps alive, holds a weak one).
+  caf::actor router_;
 };
 
 } // namespace troupe::actors
