@@ -76,8 +76,13 @@ using bus_drain_atom = caf::atom_constant<caf::atom("busdrain")>;
 // Messages a drainer runs per turn before it yields its scheduler thread.
 constexpr size_t max_per_turn = 4096;
 
-// A buffer keeps at most this much memory once it is drained again.
-constexpr size_t max_kept_bytes = size_t{1} << 20;
+// A buffer keeps at most this much memory once it is drained again: enough
+// for a full default buffer of 1 KiB messages (8192 of them). With 1 MiB, a
+// subscriber behind its publisher freed and regrew an 8 MiB buffer per batch
+// (glibc maps and unmaps it each time): 1 KiB messages under CPU contention
+// ran at 0.08-0.13 M msgs/s, with 16 MiB at 1.03-1.17 M (bus_bench inproc,
+// 500,000 messages, during a CI run).
+constexpr size_t max_kept_bytes = size_t{16} << 20;
 
 // Keeps data written by publishers, data written by the drainer, and data
 // read by both on separate cache lines.
