@@ -861,6 +861,11 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
       auto di = s.dials.find(did);
       if (di == s.dials.end())
         return;
+      if (remote == caf::actor_cast<caf::actor>(self)) {
+        self->send(di->second.dialer, bus_redial_atom::value,
+                   std::string{"refused: it is this node itself"}, false);
+        return;
+      }
       auto l = add_link(self, remote, address);
       di->second.link = l->id;
       auto lid = l->id;

@@ -1,0 +1,62 @@
+#pragma once
+
+// What the bus tests share: a callback that records what it receives.
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "troupe/actors/bus/bus.hpp"
+
+namespace troupe::actors::test {
+
+/// Every wait of a recorder is bounded by this.
+constexpr auto recorder_patience = std::chrono::seconds(20);
+
+// Records what a callback receives; the test thread waits for counts.
+class recorder {
+public:
+  void add(const bus_message& m) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    msgs_.push_back(m);
+    cv_.notify_all();
+  }
+
+  // Returns whether at least `n` messages arrived in time.
+  bool wait_for(size_t n) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return cv_.wait_for(guard, recorder_patience,
+                        [&] { return msgs_.size() >= n; });
+  }
+
+  std::vector<bus_message> messages() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return msgs_;
+  }
+
+  std::vector<std::string> payloads() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<std::string> xs;
+    for (auto& m : msgs_)
+      xs.push_back(m.payload);
+    return xs;
+  }
+
+  size_t size() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return msgs_.size();
+  }
+
+  bus_callback callback() {
+    return [this](const bus_message& m) { add(m); };
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::vector<bus_message> msgs_;
+};
+
+} // namespace troupe::actors::test
