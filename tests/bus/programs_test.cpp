@@ -69,6 +69,21 @@ bus_node start_node(const args& peers = {}, uint16_t port = 0,
   return n;
 }
 
+/// Three nodes in a chain: B linked to A, C linked to B.
+struct chain {
+  bus_node a;
+  bus_node b;
+  bus_node c;
+};
+
+chain start_chain() {
+  chain x;
+  x.a = start_node();
+  x.b = start_node({at(x.a.port)});
+  x.c = start_node({at(x.b.port)});
+  return x;
+}
+
 /// Starts `troupe sub PATTERN --connect node` with `extra` options and
 /// returns it once it is subscribed.
 std::unique_ptr<child_process> start_sub(const bus_node& node,
@@ -112,9 +127,7 @@ std::vector<std::string> output_of(child_process& p) {
 
 TEST_CASE("bus programs: three chained nodes deliver by wildcard across two "
           "hops and only what matches") {
-  auto a = start_node();
-  auto b = start_node({at(a.port)});
-  auto c = start_node({at(b.port)});
+  auto [a, b, c] = start_chain();
   // B's subscriber first: its interest reaches A before C's (both pass B's
   // router in that order), so waiting at A for a subject that only C's
   // pattern matches means A knows both.
@@ -142,9 +155,7 @@ TEST_CASE("bus programs: three chained nodes deliver by wildcard across two "
 
 TEST_CASE("bus programs: a queue group spread over two nodes gets each "
           "message once") {
-  auto a = start_node();
-  auto b = start_node({at(a.port)});
-  auto c = start_node({at(b.port)});
+  auto [a, b, c] = start_chain();
   auto member_a = start_sub(a, "jobs", {"--queue", "workers"});
   auto member_c = start_sub(c, "jobs", {"--queue", "workers"});
   auto plain = start_sub(b, "jobs", {"--count", "200"});
@@ -184,9 +195,7 @@ TEST_CASE("bus programs: a queue group spread over two nodes gets each "
 
 TEST_CASE("bus programs: a killed node is dropped from routing and its "
           "restart rejoins the chain") {
-  auto a = start_node();
-  auto b = start_node({at(a.port)});
-  auto c = start_node({at(b.port)});
+  auto [a, b, c] = start_chain();
   auto far = start_sub(c, "news.>", {"--count", "2"});
   auto r1 = pub(a, "news.first", "before");
   REQUIRE(r1.exit_code == 0);

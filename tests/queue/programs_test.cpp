@@ -278,16 +278,8 @@ TEST_CASE("failed TLS handshakes on the port do not drop a connected worker",
   auto worker = start_worker(port, {"--authkey-file", key, "--quiet", "--work",
                                     "5ms", "--prefetch", "4"});
   REQUIRE(master->wait_for_stdout("Result: ", patience));
-  for (int i = 0; i < 30; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    ::close(fd);
-  }
+  for (int i = 0; i < 30; ++i)
+    ::close(connect_loopback(port));
   auto m = master->wait(patience);
   CHECK(m.exit_code == 0);
   CHECK(results(m.out).size() == 1000);

@@ -66,9 +66,9 @@ private:
   std::vector<std::string> files_;
 };
 
-/// Connects to 127.0.0.1:`port`, sends `bytes`, and waits (bounded) for the
-/// peer to close the connection; returns whether it did.
-inline bool send_raw(uint16_t port, const std::string& bytes) {
+/// Returns a TCP socket connected to 127.0.0.1:`port` (Catch2 `REQUIRE`s
+/// that it connects); the caller closes it.
+inline int connect_loopback(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
   sockaddr_in addr{};
@@ -76,6 +76,13 @@ inline bool send_raw(uint16_t port, const std::string& bytes) {
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  return fd;
+}
+
+/// Connects to 127.0.0.1:`port`, sends `bytes`, and waits (bounded) for the
+/// peer to close the connection; returns whether it did.
+inline bool send_raw(uint16_t port, const std::string& bytes) {
+  int fd = connect_loopback(port);
   // The peer may close while we are still sending; that is fine.
   ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   bool closed = false;
