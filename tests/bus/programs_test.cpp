@@ -221,6 +221,36 @@ TEST_CASE("bus programs: a killed node is dropped from routing and its "
     == std::vector<std::string>{"news.first: before", "news.second: after"});
 }
 
+TEST_CASE("bus programs: a frozen node does not hold up publishers and "
+          "rejoins when it thaws") {
+  auto [a, b, c] = start_chain();
+  auto far = start_sub(c, "ticks");
+  REQUIRE(pub(a, "ticks", "first").exit_code == 0);
+  REQUIRE(far->wait_for_stdout("ticks: first", patience));
+  // B stops answering, without closing its connections: A's publishers go
+  // on; A drops B once its heartbeats stay away (3 s) and with it C's
+  // interest, so the pub's flush ends then.
+  b.proc->send_signal(SIGSTOP);
+  auto during = pub(a, "ticks", "lost {n}", {"--count", "1000"}, "");
+  INFO(during.err);
+  CHECK(during.exit_code == 0);
+  CHECK_FALSE(during.timed_out);
+  REQUIRE(a.proc->wait_for_stderr("lost peer", patience));
+  // Thawed, B finds its link to A gone, redials, and C's subscriber is
+  // reachable again.
+  b.proc->send_signal(SIGCONT);
+  auto after = pub(a, "ticks", "second");
+  INFO(after.err);
+  if (after.exit_code != 0) {
+    b.proc->send_signal(SIGTERM);
+    INFO("B said: " << b.proc->wait(patience).err);
+    REQUIRE(after.exit_code == 0);
+  }
+  // What was published while B was frozen may or may not have reached C
+  // (at most once); the last message did.
+  REQUIRE(far->wait_for_stdout("ticks: second", patience));
+}
+
 TEST_CASE("bus programs: request and reply across nodes with and without "
           "responders") {
   auto a = start_node();
