@@ -136,7 +136,11 @@ void print_overview(std::FILE* out) {
   std::fprintf(out, "usage: troupe COMMAND [ARGS...]\n\ncommands:\n");
   for (const auto& cmd : commands) {
     auto synopsis = std::string{cmd.name} + " " + cmd.args;
-    std::fprintf(out, "  %-18s %s\n", synopsis.c_str(), cmd.summary);
+    if (synopsis.size() > 18)
+      std::fprintf(out, "  %s\n  %-18s %s\n", synopsis.c_str(), "",
+                   cmd.summary);
+    else
+      std::fprintf(out, "  %-18s %s\n", synopsis.c_str(), cmd.summary);
   }
   std::fprintf(out, "\nRun 'troupe help COMMAND' for more about a command.\n");
 }
