@@ -84,10 +84,6 @@ constexpr size_t max_per_turn = 4096;
 // 500,000 messages, during a CI run).
 constexpr size_t max_kept_bytes = size_t{16} << 20;
 
-// How long a drainer that emptied its buffer waits for more before it goes
-// idle (see bus_sub::linger).
-constexpr auto linger_time = std::chrono::microseconds(20);
-
 // Keeps data written by publishers, data written by the drainer, and data
 // read by both on separate cache lines.
 constexpr size_t cache_line = 64;
@@ -131,14 +127,13 @@ public:
     locked_.store(false, std::memory_order_release);
   }
 
-  /// Tells the CPU that this thread spins.
+private:
   static void pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
 
-private:
   std::atomic<bool> locked_{false};
 };
 
@@ -401,26 +396,11 @@ public:
     return push_result::queued;
   }
 
-  /// Waits up to `linger_time` for a publisher to buffer a message (or for
-  /// the subscription to close), spinning without the lock.
-  void linger() {
-    auto until = std::chrono::steady_clock::now() + linger_time;
-    for (int i = 1;; ++i) {
-      if (pending_hint_.load(std::memory_order_relaxed) > 0
-          || closing_.load(std::memory_order_relaxed))
-        return;
-      spin_lock::pause();
-      if (i % 64 == 0 && std::chrono::steady_clock::now() >= until)
-        return;
-    }
-  }
-
   /// Runs the callback on what is buffered. Returns true if it stopped after
   /// `max_per_turn` messages with more left: the caller must send another
   /// drain message.
   bool drain() {
     size_t budget = max_per_turn;
-    bool lingered = false;
     sub_lock guard{mtx_};
     for (;;) {
       if (closed_) {
@@ -435,18 +415,8 @@ public:
         return false;
       }
       if (batch_left_ == 0 && pending_.empty()) {
-        // A publisher in full flow refills the buffer within microseconds:
-        // linger a little before going idle, instead of paying for a drain
-        // message and a scheduler wake-up per batch.
-        if (lingered || budget == 0) {
-          scheduled_ = false;
-          return false;
-        }
-        lingered = true;
-        guard.unlock();
-        linger();
-        guard.lock();
-        continue;
+        scheduled_ = false;
+        return false;
       }
       if (budget == 0)
         return true; // still scheduled
