@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
@@ -228,14 +227,10 @@ struct cluster_link {
 
   // -- the router's alone --
   uint32_t inflight = 0;
-  size_t last_batch = 0;
-  /// Acknowledgements of batches from this peer held back while a buffer
-  /// they filled is over its limit (hop-by-hop backpressure).
 };
 
 /// The state publishers and the router share; also the bus's router hook.
-class cluster_core : public bus_router,
-                     public std::enable_shared_from_this<cluster_core> {
+class cluster_core : public bus_router {
 public:
   cluster_core(node& hst, const net_config& config, cluster_options options)
       : host(hst), cfg(config), opts(std::move(options)) {
@@ -431,11 +426,6 @@ using core_ptr = std::shared_ptr<cluster_core>;
 using link_ptr = std::shared_ptr<cluster_link>;
 
 // -- the router actor ---------------------------------------------------------
-
-/// A batch from a peer whose acknowledgement waits for room.
-struct held_ack {
-  caf::response_promise rp;
-};
 
 struct router_state {
   core_ptr core;
@@ -671,21 +661,18 @@ void drop_link(router_ptr self, uint64_t lid, const std::string& why,
     l->buf.shrink_to_fit();
   }
   l->room.notify_all();
-  auto keys = l->keys;
-  std::vector<interest_key> nodes;
+  // What it advertised: its interest and the nodes behind it.
+  std::vector<interest_key> advertised;
   for (auto& [key, srcs] : st.sources)
-    if (key.first.empty()
-        && std::find(srcs.begin(), srcs.end(), lid) != srcs.end())
-      nodes.push_back(key);
+    if (std::find(srcs.begin(), srcs.end(), lid) != srcs.end())
+      advertised.push_back(key);
   st.links.erase(i);
   st.by_remote.erase(l->remote.address());
   {
     std::unique_lock<std::shared_mutex> guard{st.core->table_mtx};
     st.core->links.erase(lid);
   }
-  for (auto& [key, eid] : keys)
-    set_source(self, key, lid, false);
-  for (auto& key : nodes)
+  for (auto& key : advertised)
     set_source(self, key, lid, false);
   st.core->notify_interest();
   for (auto& [did, d] : st.dials)
