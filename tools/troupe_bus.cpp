@@ -217,8 +217,15 @@ void wait_until(node& n, const std::atomic<bool>& done) {
     ;
 }
 
-template <class F>
-int run_bus(kind k, const std::string& prog, const args_list& args, F fn) {
+/// A `bus_config` for kind `K` that `troupe::run` can default-construct.
+template <kind K>
+struct kind_config : bus_config {
+  kind_config() : bus_config(K) {}
+};
+
+/// Runs `fn(node&, const bus_config&)` as the program `prog` with `args`.
+template <kind K, class F>
+int run_bus(const std::string& prog, const args_list& args, F fn) {
   std::vector<std::string> storage;
   storage.push_back(prog);
   storage.insert(storage.end(), args.begin(), args.end());
@@ -226,33 +233,57 @@ int run_bus(kind k, const std::string& prog, const args_list& args, F fn) {
   for (auto& s : storage)
     argv.push_back(s.data());
   argv.push_back(nullptr);
-  // troupe::run wants a default-constructible config: make one per kind.
-  switch (k) {
-#define TROUPE_BUS_KIND(K)                                                     \
-  case kind::K: {                                                              \
-    struct cfg_##K : bus_config {                                              \
-      cfg_##K() : bus_config(kind::K) {}                                       \
-    };                                                                         \
-    return troupe::run<cfg_##K>(static_cast<int>(storage.size()), argv.data(), \
-                                [&](node& n, const cfg_##K& cfg) {             \
-                                  return fn(                                   \
-                                    n, static_cast<const bus_config&>(cfg));   \
-                                });                                            \
+  return troupe::run<kind_config<K>>(
+    static_cast<int>(storage.size()), argv.data(),
+    [&](node& n, const kind_config<K>& cfg) { return fn(n, cfg); });
+}
+
+/// The body of `sub` and `reply`: subscribes to the pattern, prints each
+/// message (and echoes it to its reply subject if `answer`), links to the
+/// node, says `banner` on stderr, and runs until `--count` messages or a
+/// signal.
+int serve(node& n, const bus_config& cfg, const std::string& prog, bool answer,
+          const char* banner) {
+  bus b{n};
+  std::atomic<uint64_t> seen{0};
+  std::atomic<bool> done{false};
+  actors::subscription_options opts;
+  opts.queue_group = cfg.queue;
+  auto& pattern = cfg.positional_args()[0];
+  auto sub = b.subscribe(pattern, opts, [&](const bus_message& m) {
+    if (done)
+      return;
+    print_message(m);
+    if (answer && !m.reply_to.empty())
+      static_cast<void>(b.reply(m, m.payload));
+    if (++seen == cfg.count)
+      done = true;
+  });
+  if (!sub) {
+    std::fprintf(stderr, "%s: %s\n", prog.c_str(),
+                 error_text(sub.error()).c_str());
+    n.stop();
+    return 2;
   }
-    TROUPE_BUS_KIND(node)
-    TROUPE_BUS_KIND(sub)
-    TROUPE_BUS_KIND(pub)
-    TROUPE_BUS_KIND(reply)
-    TROUPE_BUS_KIND(request)
-#undef TROUPE_BUS_KIND
+  bus_cluster c{n, b, cfg};
+  if (!link(c, cfg, prog.c_str())) {
+    n.stop();
+    return 1;
   }
-  return 2;
+  std::fprintf(stderr, "%s '%s' at %s\n", banner, pattern.c_str(),
+               cfg.peers.front().text().c_str());
+  wait_until(n, done);
+  sub->unsubscribe();
+  // The last reply may still be in the link's buffer.
+  static_cast<void>(c.flush(5s));
+  n.stop();
+  return 0;
 }
 
 } // namespace
 
 int bus_node(const std::string& prog, const args_list& args) {
-  return run_bus(kind::node, prog, args, [&](node& n, const bus_config& cfg) {
+  return run_bus<kind::node>(prog, args, [&](node& n, const bus_config& cfg) {
     bus b{n};
     bus_cluster c{n, b, cfg};
     auto port = c.listen(cfg.listen_at->port);
@@ -273,43 +304,13 @@ int bus_node(const std::string& prog, const args_list& args) {
 }
 
 int bus_sub(const std::string& prog, const args_list& args) {
-  return run_bus(kind::sub, prog, args, [&](node& n, const bus_config& cfg) {
-    bus b{n};
-    std::atomic<uint64_t> seen{0};
-    std::atomic<bool> done{false};
-    actors::subscription_options opts;
-    opts.queue_group = cfg.queue;
-    auto sub
-      = b.subscribe(cfg.positional_args()[0], opts, [&](const bus_message& m) {
-          if (done)
-            return;
-          print_message(m);
-          if (++seen == cfg.count)
-            done = true;
-        });
-    if (!sub) {
-      std::fprintf(stderr, "%s: %s\n", prog.c_str(),
-                   error_text(sub.error()).c_str());
-      n.stop();
-      return 2;
-    }
-    bus_cluster c{n, b, cfg};
-    if (!link(c, cfg, prog.c_str())) {
-      n.stop();
-      return 1;
-    }
-    std::fprintf(stderr, "subscribed to '%s' at %s\n",
-                 cfg.positional_args()[0].c_str(),
-                 cfg.peers.front().text().c_str());
-    wait_until(n, done);
-    sub->unsubscribe();
-    n.stop();
-    return 0;
+  return run_bus<kind::sub>(prog, args, [&](node& n, const bus_config& cfg) {
+    return serve(n, cfg, prog, false, "subscribed to");
   });
 }
 
 int bus_pub(const std::string& prog, const args_list& args) {
-  return run_bus(kind::pub, prog, args, [&](node& n, const bus_config& cfg) {
+  return run_bus<kind::pub>(prog, args, [&](node& n, const bus_config& cfg) {
     bus b{n};
     bus_cluster c{n, b, cfg};
     auto& subject = cfg.positional_args()[0];
@@ -346,46 +347,14 @@ int bus_pub(const std::string& prog, const args_list& args) {
 }
 
 int bus_reply(const std::string& prog, const args_list& args) {
-  return run_bus(kind::reply, prog, args, [&](node& n, const bus_config& cfg) {
-    bus b{n};
-    std::atomic<uint64_t> seen{0};
-    std::atomic<bool> done{false};
-    actors::subscription_options opts;
-    opts.queue_group = cfg.queue;
-    auto sub
-      = b.subscribe(cfg.positional_args()[0], opts, [&](const bus_message& m) {
-          if (done)
-            return;
-          print_message(m);
-          if (!m.reply_to.empty())
-            static_cast<void>(b.reply(m, m.payload));
-          if (++seen == cfg.count)
-            done = true;
-        });
-    if (!sub) {
-      n.stop();
-      return 2;
-    }
-    bus_cluster c{n, b, cfg};
-    if (!link(c, cfg, prog.c_str())) {
-      n.stop();
-      return 1;
-    }
-    std::fprintf(stderr, "answering requests on '%s' at %s\n",
-                 cfg.positional_args()[0].c_str(),
-                 cfg.peers.front().text().c_str());
-    wait_until(n, done);
-    sub->unsubscribe();
-    // The last reply may still be in the link's buffer.
-    static_cast<void>(c.flush(5s));
-    n.stop();
-    return 0;
+  return run_bus<kind::reply>(prog, args, [&](node& n, const bus_config& cfg) {
+    return serve(n, cfg, prog, true, "answering requests on");
   });
 }
 
 int bus_request(const std::string& prog, const args_list& args) {
-  return run_bus(
-    kind::request, prog, args, [&](node& n, const bus_config& cfg) {
+  return run_bus<kind::request>(
+    prog, args, [&](node& n, const bus_config& cfg) {
       bus b{n};
       bus_cluster c{n, b, cfg};
       int rc = 0;
