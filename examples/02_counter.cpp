@@ -25,12 +25,13 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "troupe/actors/counter.hpp"
 #include "troupe/runtime/run.hpp"
+
+#include "counter.hpp"
 
 namespace {
 
-using troupe::actors::counter_actor;
+using troupe::examples::counter_actor;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 
 struct config : troupe::config {
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
         return 2;
       }
       // The counter owns the value; the coordinator runs everything else.
-      auto c = n.spawn(troupe::actors::counter, int64_t{0});
+      auto c = n.spawn(troupe::examples::counter, int64_t{0});
       n.spawn(coordinator, c, cfg.adders, cfg.rounds);
       return 0; // run() waits until the coordinator stopped the counter
     });

@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "troupe/actors/pool.hpp"
 #include "troupe/runtime/run.hpp"
+#include "troupe/supervision/pool.hpp"
 
 namespace {
 
@@ -52,7 +52,7 @@ void print_list(const std::vector<int32_t>& xs) {
 // Runs the three steps of seed 002; returns the exit code.
 int multicore(caf::actor_system& sys, size_t workers) {
   // Start the pool: `workers` worker actors under a supervisor.
-  troupe::actors::pool pool{sys, {workers, false}};
+  troupe::supervision::pool pool{sys, {workers, false}};
   // Step 1: map job over 0..9; the results come back in input order.
   std::vector<int32_t> inputs{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   auto squares = pool.map(job, inputs);

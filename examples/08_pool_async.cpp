@@ -45,8 +45,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "troupe/actors/pool.hpp"
 #include "troupe/runtime/run.hpp"
+#include "troupe/supervision/pool.hpp"
 
 namespace {
 
@@ -90,7 +90,7 @@ int run_tasks(caf::actor_system& sys, const config& cfg) {
   std::mt19937 gen{
     static_cast<uint32_t>(cfg.seed != 0 ? cfg.seed : std::random_device{}())};
   // Pool(4): four workers, each on a thread of its own since tasks sleep.
-  troupe::actors::pool p{sys, {4, true}};
+  troupe::supervision::pool p{sys, {4, true}};
   for (int i = 0; i < 5; ++i) {
     // The seed's random.random() * 3, drawn here so a seed fixes them all.
     auto seconds = static_cast<double>(gen()) / 4294967296.0 * cfg.max_sleep;
@@ -107,7 +107,7 @@ int run_tasks(caf::actor_system& sys, const config& cfg) {
   }
   print("All subprocesses done.");
   // Callbacks: one worker runs both jobs in turn, so they print in order.
-  troupe::actors::pool q{sys, {1, false}};
+  troupe::supervision::pool q{sys, {1, false}};
   auto ok
     = q.apply_async([] { return 5 * 5; },
                     [](const int& x) {

@@ -22,12 +22,12 @@
 #include <optional>
 #include <vector>
 
-#include "troupe/actors/stream.hpp"
 #include "troupe/runtime/run.hpp"
+#include "troupe/stream/stream.hpp"
 
 namespace {
 
-using namespace troupe::actors;
+using namespace troupe::stream;
 
 struct config : troupe::config {
   int32_t items = 100;

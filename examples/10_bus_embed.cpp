@@ -23,10 +23,10 @@
 #include <string>
 #include <thread>
 
-#include "troupe/actors/bus/bus.hpp"
+#include "troupe/bus/bus.hpp"
 #include "troupe/runtime/run.hpp"
 
-using namespace troupe::actors;
+using namespace troupe::bus;
 using namespace std::chrono_literals;
 
 // Waits up to 5 s for `pred()`; the bus offers no notification for these.

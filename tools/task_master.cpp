@@ -28,14 +28,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include "troupe/actors/task_queue.hpp"
+#include "troupe/queue/task_queue.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/run.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using queue = troupe::actors::task_queue<int64_t, std::string>;
+using queue = troupe::queue::task_queue<int64_t, std::string>;
 
 struct config : troupe::net_config {
   uint16_t port = 5000;
@@ -117,7 +117,7 @@ void draw_progress(uint64_t done, uint64_t total) {
 
 int run_master(troupe::node& n, const config& cfg) {
   auto prog = cfg.program_name();
-  troupe::actors::queue_options opts;
+  troupe::queue::queue_options opts;
   opts.name = cfg.queue_name;
   opts.store = cfg.store;
   opts.lease = cfg.lease;
@@ -128,7 +128,7 @@ int run_master(troupe::node& n, const config& cfg) {
     n.stop();
     return 1;
   }
-  auto port = troupe::actors::serve_queues(n, cfg, cfg.port, {q->actor()});
+  auto port = troupe::queue::serve_queues(n, cfg, cfg.port, {q->actor()});
   if (!port) {
     std::cerr << prog << ": " << troupe::error_text(port.error()) << std::endl;
     n.stop();

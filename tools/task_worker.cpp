@@ -21,14 +21,14 @@
 #include <caf/scoped_actor.hpp>
 #include <spdlog/spdlog.h>
 
-#include "troupe/actors/task_queue.hpp"
+#include "troupe/queue/task_queue.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/run.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using troupe::actors::worker_event;
+using troupe::queue::worker_event;
 
 struct config : troupe::net_config {
   std::string connect = "127.0.0.1:5000";
@@ -76,7 +76,7 @@ struct config : troupe::net_config {
 
 int run_worker(troupe::node& n, const config& cfg) {
   auto prog = cfg.program_name();
-  troupe::actors::worker_options opts;
+  troupe::queue::worker_options opts;
   opts.host = cfg.host;
   opts.port = cfg.port;
   opts.queue = cfg.queue;
@@ -126,7 +126,7 @@ int run_worker(troupe::node& n, const config& cfg) {
   };
   if (cfg.insecure_plain())
     n.log().warn("--insecure: talking to {} over unencrypted TCP", cfg.connect);
-  auto worker = troupe::actors::spawn_worker<int64_t, std::string>(
+  auto worker = troupe::queue::spawn_worker<int64_t, std::string>(
     n, cfg, opts, task, listener);
   caf::scoped_actor self{n.system()};
   self->wait_for(worker);

@@ -22,8 +22,8 @@
 #include <caf/config_option_adder.hpp>
 #include <unistd.h>
 
-#include "troupe/actors/bus/bus.hpp"
-#include "troupe/actors/bus/cluster.hpp"
+#include "troupe/bus/bus.hpp"
+#include "troupe/bus/cluster.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/run.hpp"
 #include "troupe/runtime/security.hpp"
@@ -33,9 +33,9 @@ namespace troupe::tools {
 namespace {
 
 using namespace std::chrono_literals;
-using troupe::actors::bus;
-using troupe::actors::bus_cluster;
-using troupe::actors::bus_message;
+using troupe::bus::bus;
+using troupe::bus::bus_cluster;
+using troupe::bus::bus_message;
 
 enum class kind { node, sub, pub, reply, request };
 
@@ -148,10 +148,10 @@ struct bus_config : net_config {
     if (args.size() > want)
       return usage("unexpected argument '" + args[want] + "'");
     if (what == kind::sub) {
-      if (auto err = actors::validate_pattern(args[0]))
+      if (auto err = troupe::bus::validate_pattern(args[0]))
         return err;
     } else if (want > 0) {
-      if (auto err = actors::validate_subject(args[0]))
+      if (auto err = troupe::bus::validate_subject(args[0]))
         return err;
     }
     if (!listen_text.empty()) {
@@ -247,7 +247,7 @@ int serve(node& n, const bus_config& cfg, const std::string& prog, bool answer,
   bus b{n};
   std::atomic<uint64_t> seen{0};
   std::atomic<bool> done{false};
-  actors::subscription_options opts;
+  troupe::bus::subscription_options opts;
   opts.queue_group = cfg.queue;
   auto& pattern = cfg.positional_args()[0];
   auto sub = b.subscribe(pattern, opts, [&](const bus_message& m) {
@@ -371,7 +371,7 @@ int bus_request(const std::string& prog, const args_list& args) {
           std::fflush(stdout);
         } else {
           auto why = error_text(r.error());
-          if (r.error() == errc::no_responders)
+          if (r.error() == troupe::bus::errc::no_responders)
             why = "no responders: " + why;
           std::fprintf(stderr, "%s: %s\n", prog.c_str(), why.c_str());
           rc = 1;

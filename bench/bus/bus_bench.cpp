@@ -31,8 +31,8 @@
 
 #include <caf/config_option_adder.hpp>
 
-#include "troupe/actors/bus/bus.hpp"
-#include "troupe/actors/bus/cluster.hpp"
+#include "troupe/bus/bus.hpp"
+#include "troupe/bus/cluster.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/run.hpp"
@@ -42,14 +42,14 @@
 namespace {
 
 using namespace std::chrono_literals;
-using troupe::actors::bus;
-using troupe::actors::bus_message;
-using troupe::actors::bus_overflow;
-using troupe::actors::bus_subscription;
-using troupe::actors::subscription_options;
 using troupe::bench::bench_clock;
 using troupe::bench::seconds;
 using troupe::bench::tally;
+using troupe::bus::bus;
+using troupe::bus::bus_message;
+using troupe::bus::bus_overflow;
+using troupe::bus::bus_subscription;
+using troupe::bus::subscription_options;
 
 constexpr const char* subject = "bench.x";
 
@@ -197,11 +197,11 @@ subscribe_all(bus& b, tally& t, const bench_options& opts) {
 // `expected` messages or after 5 s: a subscription counts a message as
 // delivered when its callback has returned, so the tally, counted inside
 // the callback, can be done a moment earlier.
-troupe::actors::subscription_stats
+troupe::bus::subscription_stats
 sum_stats(const std::vector<bus_subscription>& subs, uint64_t expected) {
   auto deadline = bench_clock::now() + 5s;
   for (;;) {
-    troupe::actors::subscription_stats sum;
+    troupe::bus::subscription_stats sum;
     for (auto& s : subs) {
       auto x = s.stats();
       sum.delivered += x.delivered;
@@ -257,9 +257,9 @@ int run_sub(troupe::node& n, const sub_config& cfg) {
   auto subs = subscribe_all(b, t, opts);
   if (!subs)
     return fail(n, "cannot subscribe: " + troupe::error_text(subs.error()));
-  troupe::actors::cluster_options copts;
+  troupe::bus::cluster_options copts;
   copts.max_wait = opts.max_wait;
-  std::optional<troupe::actors::bus_cluster> c;
+  std::optional<troupe::bus::bus_cluster> c;
   c.emplace(n, b, cfg, copts);
   auto port = c->listen(opts.port);
   if (!port)
@@ -295,9 +295,9 @@ int run_sub(troupe::node& n, const sub_config& cfg) {
 int run_pub(troupe::node& n, const pub_config& cfg) {
   auto& opts = cfg.opts;
   bus b{n};
-  troupe::actors::cluster_options copts;
+  troupe::bus::cluster_options copts;
   copts.max_wait = opts.max_wait;
-  std::optional<troupe::actors::bus_cluster> c;
+  std::optional<troupe::bus::bus_cluster> c;
   c.emplace(n, b, cfg, copts);
   if (auto err = c->connect(opts.host, opts.port, 10s))
     return fail(n, "cannot connect to " + opts.connect + ": "

@@ -1,4 +1,4 @@
-// The stream workloads for troupe (troupe::actors streams) and for the ring
+// The stream workloads for troupe (troupe::stream) and for the ring
 // (two threads, no actors). Raw CAF's side is in workloads.hpp.
 //
 //   stream        source --batches of int32_t--> sink (sums them)
@@ -19,8 +19,8 @@
 
 #include <caf/error.hpp>
 
-#include "troupe/actors/stream.hpp"
 #include "troupe/runtime/node.hpp"
+#include "troupe/stream/stream.hpp"
 
 #include "workloads.hpp"
 
@@ -28,11 +28,11 @@ namespace troupe::bench {
 
 namespace {
 
-using troupe::actors::spawn_reply_sink;
-using troupe::actors::spawn_request_source;
-using troupe::actors::spawn_sink;
-using troupe::actors::spawn_source;
-using troupe::actors::stream_options;
+using troupe::stream::spawn_reply_sink;
+using troupe::stream::spawn_request_source;
+using troupe::stream::spawn_sink;
+using troupe::stream::spawn_source;
+using troupe::stream::stream_options;
 
 // Returns a generator of 0, 1, ..., n - 1 as int32_t (wrapping past 2^31).
 auto count_to(int64_t n) {

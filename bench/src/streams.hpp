@@ -15,7 +15,7 @@ class node;
 namespace troupe::bench {
 
 /// Returns whether `workload` is one of the stream workloads, which troupe
-/// runs with `troupe::actors` streams instead of the shared actors.
+/// runs with `troupe::stream` pipelines instead of the shared actors.
 inline bool is_stream_workload(const std::string& workload) {
   return workload == "stream" || workload == "stream-reply";
 }

@@ -118,14 +118,10 @@ config::config() {
   set("work-stealing.moderate-steal-interval", size_t{1000});
   add_error_category(caf::atom("troupe"), [](uint8_t code, caf::atom_value,
                                              const caf::message& ctx) {
-    auto result = "troupe_error(" + to_string(static_cast<errc>(code));
-    if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-      result += ", " + ctx.get_as<std::string>(0);
-    else if (!ctx.empty())
-      result += ", " + to_string(ctx);
-    return result + ")";
+    return detail::render_error(to_string(static_cast<errc>(code)), ctx);
   });
   troupe::add_message_types(*this);
+  detail::run_registrars(*this);
 }
 
 caf::error config::parse(int argc, char** argv) {

@@ -16,37 +16,34 @@ std::string to_string(errc x) {
       return "closed";
     case errc::registry_mismatch:
       return "registry_mismatch";
-    case errc::restart_intensity:
-      return "restart_intensity";
-    case errc::no_such_child:
-      return "no_such_child";
     case errc::timeout:
       return "timeout";
-    case errc::pool_closed:
-      return "pool_closed";
-    case errc::pool_running:
-      return "pool_running";
-    case errc::job_failed:
-      return "job_failed";
     case errc::tls_config:
       return "tls_config";
     case errc::insecure_refused:
       return "insecure_refused";
     case errc::connect_failed:
       return "connect_failed";
-    case errc::no_such_queue:
-      return "no_such_queue";
     case errc::type_mismatch:
       return "type_mismatch";
-    case errc::store_failed:
-      return "store_failed";
-    case errc::invalid_subject:
-      return "invalid_subject";
-    case errc::no_responders:
-      return "no_responders";
+    case errc::job_failed:
+      return "job_failed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }
+
+namespace detail {
+
+std::string render_error(const std::string& name, const caf::message& ctx) {
+  auto result = "troupe_error(" + name;
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    result += ", " + ctx.get_as<std::string>(0);
+  else if (!ctx.empty())
+    result += ", " + to_string(ctx);
+  return result + ")";
+}
+
+} // namespace detail
 
 std::string error_text(const caf::error& err) {
   if (err.context().size() == 1 && err.context().match_element<std::string>(0))

@@ -3,23 +3,56 @@
 #include <algorithm>
 #include <cstdio>
 #include <iterator>
+#include <mutex>
 #include <set>
 
 #include <caf/actor_system_config.hpp>
 #include <openssl/evp.h>
 
 #include "troupe/runtime/errc.hpp"
-#include "troupe/runtime/queue_protocol.hpp"
 
 namespace troupe {
 
 void add_message_types(caf::actor_system_config& cfg) {
-  // Every troupe type that crosses a process boundary, and nothing else.
   cfg.add_message_type<node_info>("troupe.node_info");
-  cfg.add_message_type<worker_hello>("troupe.worker_hello");
-  cfg.add_message_type<task_msg>("troupe.task_msg");
-  cfg.add_message_type<result_msg>("troupe.result_msg");
 }
+
+namespace {
+
+struct registrars {
+  std::mutex mtx;
+  std::vector<registrar> fns;
+};
+
+registrars& all_registrars() {
+  static registrars instance;
+  return instance;
+}
+
+} // namespace
+
+bool add_registrar(registrar f) {
+  auto& rs = all_registrars();
+  std::lock_guard<std::mutex> guard{rs.mtx};
+  if (std::find(rs.fns.begin(), rs.fns.end(), f) == rs.fns.end())
+    rs.fns.push_back(f);
+  return true;
+}
+
+namespace detail {
+
+void run_registrars(caf::actor_system_config& cfg) {
+  std::vector<registrar> fns;
+  {
+    auto& rs = all_registrars();
+    std::lock_guard<std::mutex> guard{rs.mtx};
+    fns = rs.fns;
+  }
+  for (auto f : fns)
+    f(cfg);
+}
+
+} // namespace detail
 
 namespace {
 

@@ -35,6 +35,10 @@ std::string node::fingerprint() const {
   return registry_fingerprint(cfg_);
 }
 
+node_info node::info() const {
+  return make_node_info(cfg_.name, cfg_);
+}
+
 void node::track(caf::actor_addr addr) {
   std::unique_lock<std::mutex> guard{mtx_};
   if (stopping_.load()) {

@@ -1,4 +1,4 @@
-#include "troupe/actors/bus/bus.hpp"
+#include "troupe/bus/bus.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -27,7 +27,7 @@
 #include "bus_test_util.hpp"
 #include "gate.hpp"
 
-namespace troupe::actors {
+namespace troupe::bus {
 
 namespace {
 
@@ -134,8 +134,8 @@ TEST_CASE_METHOD(fixture,
   REQUIRE(p);
   CHECK(p->symbol == "ACME");
   CHECK(p->value == 9.5);
-  CHECK(msgs[0].get<int32_t>().error() == errc::type_mismatch);
-  CHECK(msgs[1].get<price>().error() == errc::type_mismatch);
+  CHECK(msgs[0].get<int32_t>().error() == troupe::errc::type_mismatch);
+  CHECK(msgs[1].get<price>().error() == troupe::errc::type_mismatch);
   CHECK(msgs[1].payload == "9.5");
 }
 
@@ -373,7 +373,7 @@ TEST_CASE_METHOD(fixture, "a request without a reply times out", "[bus]") {
   auto s = value_of(b.subscribe("silent", r.callback()));
   auto x = b.request("silent", "hello?", 50ms);
   REQUIRE(!x);
-  CHECK(x.error() == errc::timeout);
+  CHECK(x.error() == troupe::errc::timeout);
   CHECK_THAT(error_text(x.error()),
              Catch::StartsWith("no reply to a request on 'silent' within"));
   REQUIRE(r.wait_for(1));
@@ -720,7 +720,7 @@ TEST_CASE("an ended bus refuses work and fails waiting requests", "[bus]") {
   requester.join();
   REQUIRE(result);
   REQUIRE(!*result);
-  CHECK(result->error() == errc::closed);
+  CHECK(result->error() == troupe::errc::closed);
   CHECK_FALSE(s.active());
 }
 
@@ -857,4 +857,10 @@ TEST_CASE_METHOD(fixture,
   b.detach_router();
 }
 
-} // namespace troupe::actors
+TEST_CASE("every bus error code has a name", "[bus][errc]") {
+  CHECK(to_string(errc::invalid_subject) == "invalid_subject");
+  CHECK(to_string(errc::no_responders) == "no_responders");
+  CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
+}
+
+} // namespace troupe::bus

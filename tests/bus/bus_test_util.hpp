@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "troupe/actors/bus/bus.hpp"
+#include "troupe/bus/bus.hpp"
 
-namespace troupe::actors::test {
+namespace troupe::bus::test {
 
 /// Every wait of a recorder is bounded by this.
 constexpr auto recorder_patience = std::chrono::seconds(20);
@@ -59,4 +59,4 @@ private:
   std::vector<bus_message> msgs_;
 };
 
-} // namespace troupe::actors::test
+} // namespace troupe::bus::test

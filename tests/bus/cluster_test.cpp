@@ -2,7 +2,7 @@
 // 127.0.0.1): typed payloads and requests across the link, queue groups
 // that prefer local members, flush, peers and counters, and a loop refused.
 
-#include "troupe/actors/bus/cluster.hpp"
+#include "troupe/bus/cluster.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -13,14 +13,14 @@
 #include <catch2/catch.hpp>
 #include <spdlog/spdlog.h>
 
-#include "troupe/actors/bus/bus.hpp"
+#include "troupe/bus/bus.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/node.hpp"
 
 #include "bus_test_util.hpp"
 
-namespace troupe::actors {
+namespace troupe::bus {
 
 namespace {
 
@@ -173,7 +173,7 @@ TEST_CASE("bus cluster: a link that would close a loop is refused") {
   // c -> a: a is reachable through b already.
   auto err = c.cluster->connect("127.0.0.1", a.port, 20s);
   REQUIRE(err);
-  CHECK(err == errc::connect_failed);
+  CHECK(err == troupe::errc::connect_failed);
   CHECK(error_text(err).find("must form a tree") != std::string::npos);
   // A node cannot link to itself either.
   auto self = a.cluster->connect("127.0.0.1", a.port, 20s);
@@ -182,4 +182,4 @@ TEST_CASE("bus cluster: a link that would close a loop is refused") {
   CHECK(a.cluster->peers().size() == 1);
 }
 
-} // namespace troupe::actors
+} // namespace troupe::bus

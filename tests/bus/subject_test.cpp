@@ -1,4 +1,4 @@
-#include "troupe/actors/bus/subject.hpp"
+#include "troupe/bus/subject.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -10,7 +10,7 @@
 
 #include "troupe/runtime/errc.hpp"
 
-namespace troupe::actors {
+namespace troupe::bus {
 
 namespace {
 
@@ -230,4 +230,4 @@ TEST_CASE("the index agrees with subject_matches on random patterns",
   }
 }
 
-} // namespace troupe::actors
+} // namespace troupe::bus

@@ -1,4 +1,4 @@
-#include "troupe/actors/task_queue.hpp"
+#include "troupe/queue/task_queue.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -21,14 +21,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "troupe/queue/protocol.hpp"
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/node.hpp"
-#include "troupe/runtime/queue_protocol.hpp"
 
 #include "gate.hpp"
 
-namespace troupe::actors {
+namespace troupe::queue {
 
 namespace {
 
@@ -138,7 +138,7 @@ TEST_CASE(
   CHECK(*results[3].value == 15);
   auto& failed = results[2];
   REQUIRE_FALSE(failed.value);
-  CHECK(failed.value.error() == errc::job_failed);
+  CHECK(failed.value.error() == troupe::errc::job_failed);
   CHECK(error_text(failed.value.error()) == "13 is unlucky");
   CHECK(failed.attempts == 3);
   CHECK(calls_of_13 == 3);
@@ -192,7 +192,7 @@ TEST_CASE("an expired lease goes to another worker - the late answer is a "
   CHECK(st.redelivered == 1);
   auto none = q.get(100ms);
   REQUIRE_FALSE(none);
-  CHECK(none.error() == errc::timeout);
+  CHECK(none.error() == troupe::errc::timeout);
 }
 
 TEST_CASE("a worker that dies holding tasks has them redelivered",
@@ -208,8 +208,8 @@ TEST_CASE("a worker that dies holding tasks has them redelivered",
   hello.queue = q.name();
   hello.task_type = detail::type_name<int64_t>();
   hello.result_type = detail::type_name<int64_t>();
-  hello.node = "doomed";
-  hello.fingerprint = f.node.fingerprint();
+  hello.node = f.node.info();
+  hello.node.name = "doomed";
   hello.prefetch = 8;
   auto doomed = f.node.system().spawn([&, hello](caf::event_based_actor* self) {
     self->request(q.actor(), patience, tq_join_atom::value, hello)
@@ -290,10 +290,10 @@ TEST_CASE("close: no more puts - workers leave once drained - get says closed",
   }
   auto put = q.put(2);
   REQUIRE_FALSE(put);
-  CHECK(put.error() == errc::closed);
+  CHECK(put.error() == troupe::errc::closed);
   auto got = q.get(patience);
   REQUIRE_FALSE(got);
-  CHECK(got.error() == errc::closed);
+  CHECK(got.error() == troupe::errc::closed);
 }
 
 TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
@@ -370,4 +370,10 @@ TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
   ::rmdir(dir.c_str());
 }
 
-} // namespace troupe::actors
+TEST_CASE("every queue error code has a name", "[queue][errc]") {
+  CHECK(to_string(errc::no_such_queue) == "no_such_queue");
+  CHECK(to_string(errc::store_failed) == "store_failed");
+  CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
+}
+
+} // namespace troupe::queue

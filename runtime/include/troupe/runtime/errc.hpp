@@ -9,9 +9,12 @@
 
 namespace troupe {
 
-/// Errors raised by troupe. Values start at 1; 0 means "no error". The
-/// category is registered with CAF by `troupe::config`, so `sys.render(err)`
-/// prints `troupe_error(<name>, <context>)`.
+/// Errors raised by the runtime, and the codes every capability shares
+/// (`closed`, `timeout`, `type_mismatch`). Values start at 1; 0 means "no
+/// error". Each capability has its own enum beside it (`troupe::bus::errc`,
+/// `troupe::queue::errc`, `troupe::supervision::errc`). `troupe::config`
+/// registers the categories with CAF, and all of them render alike:
+/// `sys.render(err)` prints `troupe_error(<name>, <context>)`.
 enum class errc : uint8_t {
   /// A command-line option or configuration key is not known to the program.
   /// Context: the option as written.
@@ -24,25 +27,15 @@ enum class errc : uint8_t {
   cannot_open_file,
   /// The node is shutting down and did not start the requested work.
   shutting_down,
-  /// The queue or stream was closed: no item will arrive any more.
+  /// The queue, pool, bus or stream was closed: no item will arrive any
+  /// more, and no work is taken.
   closed,
   /// Two nodes registered different message types. Context: the types that
   /// only one side knows, by node.
   registry_mismatch,
-  /// A supervisor restarted its children more often than its intensity
-  /// allows and gave up. Context: which child failed, how often, and why.
-  restart_intensity,
-  /// A supervisor has no running child of that id. Context: the id.
-  no_such_child,
   /// A wait ended before what it waited for happened (e.g. a pool job's
   /// result). Context: what was still missing.
   timeout,
-  /// The pool was closed and takes no more jobs.
-  pool_closed,
-  /// `join` was called on a pool that was not closed first.
-  pool_running,
-  /// A job run by a pool threw. Context: the exception's message.
-  job_failed,
   /// TLS is misconfigured: a key, certificate or CA file is missing, does
   /// not parse, or does not fit the others. Context: the file and the cause.
   tls_config,
@@ -52,18 +45,13 @@ enum class errc : uint8_t {
   /// A peer could not be reached or did not complete the handshake (e.g. a
   /// wrong cluster key). Context: the address and the cause.
   connect_failed,
-  /// The master serves no queue of that name. Context: the name.
-  no_such_queue,
-  /// A worker's task or result type differs from the queue's. Context: both.
+  /// A value is not of the type expected: a bus payload read as another
+  /// type, a worker whose task or result type differs from its queue's.
+  /// Context: both types.
   type_mismatch,
-  /// A stored queue cannot be used: not a troupe store, made for another
-  /// queue, or SQLite failed. Context: the path and the cause.
-  store_failed,
-  /// A bus subject or subscription pattern is malformed. Context: the subject
-  /// and what is wrong with it.
-  invalid_subject,
-  /// A bus request found no subscriber for its subject. Context: the subject.
-  no_responders,
+  /// A job or task threw: a pool job, or a queue task on its worker.
+  /// Context: the exception's message.
+  job_failed,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.
@@ -72,6 +60,14 @@ std::string to_string(errc x);
 /// Returns the text to show a user for `err`: its message if it carries one
 /// (troupe's errors do), otherwise CAF's rendering of it.
 std::string error_text(const caf::error& err);
+
+namespace detail {
+
+/// Returns `troupe_error(<name>)`, or `troupe_error(<name>, <context>)`: how
+/// every troupe error category renders. @private
+std::string render_error(const std::string& name, const caf::message& ctx);
+
+} // namespace detail
 
 } // namespace troupe
 

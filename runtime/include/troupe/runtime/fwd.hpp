@@ -2,10 +2,20 @@
 
 #include <cstdint>
 
+// Forward declarations of the runtime's public types.
+
 namespace troupe {
 
 class config;
+class net_config;
 class node;
 enum class errc : uint8_t;
+struct node_info;
+
+namespace security {
+
+struct tls_files;
+
+} // namespace security
 
 } // namespace troupe

@@ -30,11 +30,31 @@ typename Inspector::result_type inspect(Inspector& f, node_info& x) {
            x.types);
 }
 
-/// Registers troupe's own message types with `cfg`: the one place where they
-/// are listed. `troupe::config`'s constructor calls it; programs register
-/// their own types in their config's constructor with
-/// `add_message_type<T>("name")`.
+/// Registers the runtime's own message types (`node_info`) with `cfg`.
+/// `troupe::config`'s constructor calls it, then every registrar (see
+/// `add_registrar`); programs register their own types in their config's
+/// constructor with `add_message_type<T>("name")`.
 void add_message_types(caf::actor_system_config& cfg);
+
+/// A function that registers one capability's message types and error
+/// category with a config.
+using registrar = void (*)(caf::actor_system_config&);
+
+/// Makes every `troupe::config` constructed from now on call `f` in its
+/// constructor; a function added twice runs once. Returns true. Each
+/// capability calls it from an inline variable in its `errc.hpp`, so a
+/// program that includes the capability's headers has its types and errors
+/// registered without naming them, and the runtime names none of them.
+/// Thread-safe.
+bool add_registrar(registrar f);
+
+namespace detail {
+
+/// Calls every function given to `add_registrar`, in the order added.
+/// @private
+void run_registrars(caf::actor_system_config& cfg);
+
+} // namespace detail
 
 /// Returns the names of all message types registered with `cfg`, sorted,
 /// without the `std::vector<T>` and `stream<T>` that CAF adds for each `T`.

@@ -16,6 +16,7 @@
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/fwd.hpp"
 #include "troupe/runtime/logging.hpp"
+#include "troupe/runtime/message_types.hpp"
 
 namespace spdlog {
 class logger;
@@ -106,6 +107,10 @@ public:
   /// Returns the fingerprint of this node's message registry (see
   /// `troupe::registry_fingerprint`).
   std::string fingerprint() const;
+
+  /// Returns what this node tells a peer about itself: its name and message
+  /// registry (see `troupe::make_node_info`).
+  node_info info() const;
 
   // -- actors -----------------------------------------------------------------
 

@@ -1,7 +1,0 @@
-#pragma once
-
-namespace troupe::actors {
-
-struct counter_state;
-
-} // namespace troupe::actors

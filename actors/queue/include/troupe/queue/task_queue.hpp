@@ -1,0 +1,458 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/timespan.hpp>
+
+#include "troupe/queue/errc.hpp"
+#include "troupe/queue/protocol.hpp"
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/fwd.hpp"
+
+namespace troupe {
+class net_config;
+} // namespace troupe
+
+namespace troupe::queue {
+
+// -- options and figures ------------------------------------------------------
+
+/// How a master's queue behaves.
+struct queue_options {
+  /// The name workers ask for.
+  std::string name = "tasks";
+  /// SQLite file that holds the queue (durable mode); empty: in memory.
+  std::string store;
+  /// How long a worker may hold a task before it goes to another worker.
+  caf::timespan lease = std::chrono::seconds{30};
+  /// Deliveries of one task before it goes to the dead-letter list.
+  uint32_t max_attempts = 3;
+};
+
+/// What a queue has done so far (`task_queue::stats`).
+struct queue_stats {
+  /// Tasks put (in this process).
+  uint64_t put = 0;
+  /// Leases handed out, and how many of those were second or later tries.
+  uint64_t delivered = 0;
+  uint64_t redelivered = 0;
+  /// Results accepted (one per task), of which dead-lettered.
+  uint64_t results = 0;
+  uint64_t dead = 0;
+  /// Results dropped because the task already had one.
+  uint64_t duplicates = 0;
+  /// Tasks waiting for a worker, and tasks out on lease.
+  uint64_t pending = 0;
+  uint64_t leased = 0;
+  /// Workers connected now, and ever.
+  uint32_t workers = 0;
+  uint32_t workers_seen = 0;
+};
+
+/// What a durable queue found in its store when it started.
+struct queue_resume {
+  /// Tasks in the store (ever put), results the application already took,
+  /// tasks still without a result.
+  uint64_t tasks = 0;
+  uint64_t consumed = 0;
+  uint64_t pending = 0;
+  /// Whether the queue had been closed.
+  bool closed = false;
+};
+
+/// A task that went to the dead-letter list.
+struct dead_letter {
+  uint64_t id = 0;
+  uint32_t attempts = 0;
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dead_letter& x) {
+  return f(caf::meta::type_name("troupe.dead_letter"), x.id, x.attempts,
+           x.error);
+}
+
+namespace detail {
+
+/// A result as the queue actor hands it to the application: the message a
+/// worker answered with, whose `attempt` is the delivery that produced it.
+/// @private
+using raw_result = troupe::queue::result_msg;
+
+/// Returns a readable name of `T` (demangled), used to check that master and
+/// workers agree on the task and result types. @private
+std::string demangle(const char* mangled);
+
+template <class T>
+std::string type_name() {
+  return demangle(typeid(T).name());
+}
+
+template <class T>
+std::vector<char> to_bytes(const T& x) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  // Serializing into a vector fails only on allocation failure, which throws.
+  static_cast<void>(sink(const_cast<T&>(x)));
+  return buf;
+}
+
+template <class T>
+caf::error from_bytes(const std::vector<char>& buf, T& x) {
+  caf::binary_deserializer source{nullptr, buf};
+  return source(x);
+}
+
+/// The type-erased master side of a queue: owns the queue actor. @private
+class queue_core {
+public:
+  queue_core(const queue_core&) = delete;
+  queue_core& operator=(const queue_core&) = delete;
+
+  static caf::expected<std::shared_ptr<queue_core>>
+  create(node& host, queue_options opts, std::string task_type,
+         std::string result_type);
+
+  ~queue_core();
+
+  caf::expected<std::vector<uint64_t>>
+  put(std::vector<std::vector<char>> payloads);
+
+  /// Acknowledges `acks` (see `task_queue::task_done`), then waits up to
+  /// `timeout` for at least one result; returns up to `max`.
+  caf::expected<std::vector<raw_result>> get(size_t max, caf::timespan timeout,
+                                             std::vector<uint64_t> acks);
+
+  caf::error close(caf::timespan timeout, std::vector<uint64_t> acks);
+
+  queue_stats stats();
+
+  std::vector<dead_letter> dead_letters();
+
+  const caf::actor& actor() const noexcept {
+    return actor_;
+  }
+
+  const std::string& name() const noexcept {
+    return name_;
+  }
+
+  const queue_resume& resumed() const noexcept {
+    return resumed_;
+  }
+
+private:
+  queue_core(node& host, caf::actor hdl, std::string name, queue_resume r);
+
+  node& host_;
+  caf::actor actor_;
+  std::string name_;
+  queue_resume resumed_;
+};
+
+/// The work a worker does, type-erased: decodes a task, runs it, encodes
+/// the result; returns false and sets `error` if the task failed. @private
+using raw_task_fn
+  = std::function<bool(const std::vector<char>& task, std::vector<char>& result,
+                       std::string& error)>;
+
+} // namespace detail
+
+// -- master side
+// ----------------------------------------------------------------
+
+/// A result as the master receives it: the task's id, how many deliveries
+/// it took, and the value or the error that sent it to the dead-letter list.
+template <class Result>
+struct task_result {
+  uint64_t id = 0;
+  uint32_t attempts = 0;
+  caf::expected<Result> value = caf::error{};
+};
+
+/// The master's handle to a named task queue of `Task`s that yields
+/// `Result`s: Python's `task_queue.put` and `result_queue.get`, done so that
+/// nothing is lost. Workers (see `spawn_worker`) connect to it over the
+/// network once it is served (`serve_queues`).
+///
+/// Every delivery to a worker is a lease: a result acknowledges it; a worker
+/// that dies, disconnects or overruns the lease gets its tasks redelivered.
+/// Each task yields exactly one result (later duplicates are dropped); a
+/// task that failed `max_attempts` times yields an error result and goes to
+/// the dead-letter list. With `queue_options::store` the queue lives in
+/// SQLite and a restarted master resumes it: `put` returns only once the
+/// tasks are committed, a result is committed before `get` returns it, and
+/// results not acknowledged with `task_done` are returned again after a
+/// restart (at least once to the application, exactly once in the store).
+///
+/// Thread-safe: all member functions may be called from any thread. The
+/// queue actor lives as long as the node (until `node::stop`).
+template <class Task, class Result>
+class task_queue {
+public:
+  /// Creates the queue on `host`. Fails with `errc::store_failed` if the
+  /// store cannot be opened or belongs to another queue.
+  static caf::expected<task_queue> create(node& host, queue_options opts) {
+    auto core = detail::queue_core::create(host, std::move(opts),
+                                           detail::type_name<Task>(),
+                                           detail::type_name<Result>());
+    if (!core)
+      return std::move(core.error());
+    return task_queue{std::move(*core)};
+  }
+
+  /// Adds a task; returns its id.
+  caf::expected<uint64_t> put(const Task& task) {
+    auto ids = put_all({task});
+    if (!ids)
+      return std::move(ids.error());
+    return ids->front();
+  }
+
+  /// Adds several tasks in one step (one commit in durable mode); returns
+  /// their ids in order.
+  caf::expected<std::vector<uint64_t>> put_all(const std::vector<Task>& xs) {
+    std::vector<std::vector<char>> payloads;
+    payloads.reserve(xs.size());
+    for (auto& x : xs)
+      payloads.emplace_back(detail::to_bytes(x));
+    return core_->put(std::move(payloads));
+  }
+
+  /// Returns the next result, waiting up to `timeout`; `troupe::errc::timeout`
+  /// if none arrived in time, `troupe::errc::closed` if the queue is closed and
+  /// every result was taken.
+  caf::expected<task_result<Result>> get(caf::timespan timeout) {
+    auto& r = *reader_;
+    std::unique_lock<std::mutex> guard{r.mtx};
+    if (r.pos == r.buffer.size()) {
+      r.buffer.clear();
+      r.pos = 0;
+      auto acks = std::move(r.acks);
+      r.acks.clear();
+      auto got = core_->get(1024, timeout, acks);
+      if (!got) {
+        // Keep the acknowledgements for the next call.
+        r.acks.insert(r.acks.end(), acks.begin(), acks.end());
+        return std::move(got.error());
+      }
+      r.buffer = std::move(*got);
+    }
+    return decode(r.buffer[r.pos++]);
+  }
+
+  /// Tells the queue that the application is done with result `id` (as
+  /// Python's `task_done`). In durable mode a restarted master hands out
+  /// every result not acknowledged this way again, so a result is lost
+  /// neither when the application crashes before handling it nor when the
+  /// master does. Acknowledgements travel with the next `get` or `close`.
+  void task_done(uint64_t id) {
+    auto& r = *reader_;
+    std::unique_lock<std::mutex> guard{r.mtx};
+    r.acks.push_back(id);
+  }
+
+  /// Closes the queue: no more `put`; once every task has its result the
+  /// workers are told to leave. Waits up to `timeout` for connected workers
+  /// to acknowledge that, if the queue is already drained.
+  caf::error close(caf::timespan timeout = std::chrono::seconds{2}) {
+    auto& r = *reader_;
+    std::unique_lock<std::mutex> guard{r.mtx};
+    auto acks = std::move(r.acks);
+    r.acks.clear();
+    return core_->close(timeout, std::move(acks));
+  }
+
+  queue_stats stats() {
+    return core_->stats();
+  }
+
+  std::vector<dead_letter> dead_letters() {
+    return core_->dead_letters();
+  }
+
+  /// What the store held when the queue started (all zero in memory mode).
+  const queue_resume& resumed() const noexcept {
+    return core_->resumed();
+  }
+
+  const std::string& name() const noexcept {
+    return core_->name();
+  }
+
+  /// The queue actor, for `serve_queues`.
+  const caf::actor& actor() const noexcept {
+    return core_->actor();
+  }
+
+private:
+  explicit task_queue(std::shared_ptr<detail::queue_core> core)
+      : core_(std::move(core)), reader_(std::make_shared<reader>()) {}
+
+  // Results fetched in one batch and not yet returned by `get`.
+  struct reader {
+    std::mutex mtx;
+    std::vector<detail::raw_result> buffer;
+    size_t pos = 0;
+    std::vector<uint64_t> acks;
+  };
+
+  static task_result<Result> decode(detail::raw_result& x) {
+    task_result<Result> result;
+    result.id = x.id;
+    result.attempts = x.attempt;
+    if (!x.ok) {
+      result.value = caf::make_error(troupe::errc::job_failed, x.error);
+      return result;
+    }
+    Result value{};
+    if (auto err = detail::from_bytes(x.payload, value))
+      result.value = caf::make_error(troupe::errc::type_mismatch,
+                                     "cannot decode the result of task "
+                                       + std::to_string(x.id));
+    else
+      result.value = std::move(value);
+    return result;
+  }
+
+  std::shared_ptr<detail::queue_core> core_;
+  std::shared_ptr<reader> reader_;
+};
+
+/// Publishes the queues at `cfg.bind:port` (port 0: the OS chooses), over
+/// TLS if `cfg.tls()`, so that workers can join them by name. Returns the
+/// port.
+caf::expected<uint16_t> serve_queues(node& host, const net_config& cfg,
+                                     uint16_t port,
+                                     const std::vector<caf::actor>& queues);
+
+// -- worker side
+// ----------------------------------------------------------------
+
+/// Where a worker finds its queue and how it takes tasks.
+struct worker_options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string queue = "tasks";
+  /// The credit window: at most this many tasks may be out at the worker
+  /// (sent by the master and not yet answered).
+  uint32_t prefetch = 1024;
+  /// Sizes the window by how long tasks take: it starts at 2 and is then
+  /// kept near `target_backlog` worth of work (between 2 and `prefetch`), so
+  /// that fast tasks travel in large batches while slow ones are not hoarded
+  /// by one worker while others idle. False: always `prefetch`.
+  bool adaptive = true;
+  caf::timespan target_backlog = std::chrono::milliseconds{50};
+  /// Bound of one connection attempt.
+  caf::timespan connect_timeout = std::chrono::seconds{2};
+  /// Reconnect delays double from 100 ms up to this.
+  caf::timespan max_backoff = std::chrono::seconds{2};
+  /// Give up after this many failed connects in a row (0: never).
+  uint32_t max_connect_attempts = 0;
+  /// A queue actor on this node (`task_queue::actor()`) to join directly,
+  /// without the network; `host` and `port` are then ignored.
+  caf::actor local_queue;
+};
+
+/// What happens to a worker, for programs that report it.
+enum class worker_event {
+  /// About to connect (text: `HOST:PORT`).
+  connecting,
+  /// Joined the queue (text: `HOST:PORT`).
+  joined,
+  /// Lost the master or could not reach it; will retry (text: why).
+  disconnected,
+  /// The master closed the queue; the worker leaves.
+  closed,
+  /// A fatal error: the master refused the worker (text: why).
+  failed,
+};
+
+using worker_listener = std::function<void(worker_event, const std::string&)>;
+
+namespace detail {
+
+caf::actor spawn_raw_worker(node& host, const net_config* cfg,
+                            worker_options opts, std::string task_type,
+                            std::string result_type, raw_task_fn fn,
+                            worker_listener listener);
+
+} // namespace detail
+
+/// Spawns a worker that joins `opts.queue` at `opts.host:opts.port` and runs
+/// `fn(const Task&) -> Result` on each task, on a thread of its own (tasks
+/// may block). A task that throws comes back to the master as an error and
+/// the worker carries on. The worker reconnects with backoff whenever it
+/// loses the master, and exits normally when the master closes the queue,
+/// or with an error if the master refuses it (wrong queue, types or key).
+/// `listener` (optional) hears about connects, losses and the end.
+///
+/// The returned actor is a top-level actor of `host`; wait for it with
+/// `caf::scoped_actor::wait_for` or `node::await_actors`.
+namespace detail {
+
+template <class Task, class Result, class F>
+raw_task_fn make_raw_task_fn(F fn) {
+  return
+    [fn = std::move(fn)](const std::vector<char>& in, std::vector<char>& out,
+                         std::string& error) mutable {
+      Task task{};
+      if (auto err = detail::from_bytes(in, task)) {
+        error = "cannot decode the task";
+        return false;
+      }
+      try {
+        out = detail::to_bytes<Result>(fn(task));
+        return true;
+      } catch (const std::exception& ex) {
+        error = ex.what();
+      } catch (...) {
+        error = "unknown exception";
+      }
+      return false;
+    };
+}
+
+} // namespace detail
+
+template <class Task, class Result, class F>
+caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
+                        F fn, worker_listener listener = {}) {
+  return detail::spawn_raw_worker(
+    host, &cfg, std::move(opts), detail::type_name<Task>(),
+    detail::type_name<Result>(),
+    detail::make_raw_task_fn<Task, Result>(std::move(fn)), std::move(listener));
+}
+
+/// Spawns a worker for a queue of this node, without the network (e.g. a
+/// master that also works, or tests). Otherwise like `spawn_worker`.
+template <class Task, class Result, class F>
+caf::actor spawn_local_worker(node& host, const task_queue<Task, Result>& q,
+                              F fn, uint32_t prefetch = 1024,
+                              worker_listener listener = {}) {
+  worker_options opts;
+  opts.queue = q.name();
+  opts.prefetch = prefetch;
+  opts.local_queue = q.actor();
+  return detail::spawn_raw_worker(
+    host, nullptr, std::move(opts), detail::type_name<Task>(),
+    detail::type_name<Result>(),
+    detail::make_raw_task_fn<Task, Result>(std::move(fn)), std::move(listener));
+}
+
+} // namespace troupe::queue

@@ -1,0 +1,550 @@
+#include "task_store.hpp"
+
+#include <algorithm>
+#include <type_traits>
+#include <utility>
+
+#include <sqlite3.h>
+
+// Layout of a store, format version 1:
+//
+//   meta(key TEXT PRIMARY KEY, value)    format, version, queue, task_type,
+//                                        result_type, closed
+//   tasks(id INTEGER PRIMARY KEY, payload BLOB, attempts INTEGER)
+//   results(id INTEGER PRIMARY KEY, ok INTEGER, payload BLOB, error TEXT,
+//           attempts INTEGER, consumed INTEGER)
+//
+// Tasks are never deleted, so the largest task id is the last id ever used
+// and a task is pending exactly when `results` has no row with its id. The
+// ids are the rowids of both tables: every hot write is one B-tree insert or
+// update at a known key, with no secondary index to maintain except the
+// partial index of dead letters, which ok results skip.
+//
+// Failure model: a write that fails (constraint, I/O, lock timeout) poisons
+// the batch. Later writes are dropped, and `commit` rolls back everything
+// since the previous commit and reports the first failure, so a successful
+// `commit` always means every write of the batch is durable.
+
+namespace troupe::queue::detail {
+
+namespace {
+
+/// Identifies a troupe task store in its meta table.
+constexpr const char* format_name = "troupe.task_store";
+
+/// Bumped on every incompatible change of the layout above.
+constexpr int64_t format_version = 1;
+
+/// How long a write waits for a lock held by another connection.
+constexpr int busy_timeout_ms = 2000;
+
+constexpr const char* schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY NOT NULL, value NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks(
+  id INTEGER PRIMARY KEY,
+  payload BLOB NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS results(
+  id INTEGER PRIMARY KEY,
+  ok INTEGER NOT NULL,
+  payload BLOB NOT NULL,
+  error TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  consumed INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS results_dead ON results(id) WHERE ok = 0;
+)sql";
+
+// Indices into `task_store::statements_`, in the order of `statement_sql`.
+enum statement_index : size_t {
+  begin_stmt,
+  commit_stmt,
+  rollback_stmt,
+  add_task_stmt,
+  set_attempts_stmt,
+  add_result_stmt,
+  mark_consumed_stmt,
+  close_queue_stmt,
+  dead_letters_stmt,
+  statement_count,
+};
+
+constexpr const char* statement_sql[statement_count] = {
+  "BEGIN IMMEDIATE",
+  "COMMIT",
+  "ROLLBACK",
+  "INSERT INTO tasks(id, payload, attempts) VALUES(?1, ?2, 0)",
+  "UPDATE tasks SET attempts = ?2 WHERE id = ?1",
+  "INSERT INTO results(id, ok, payload, error, attempts, consumed)"
+  " VALUES(?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT(id) DO NOTHING",
+  "UPDATE results SET consumed = 1 WHERE id = ?1",
+  "INSERT INTO meta(key, value) VALUES('closed', 1)"
+  " ON CONFLICT(key) DO UPDATE SET value = 1",
+  "SELECT id, ok, payload, error, attempts FROM results WHERE ok = 0"
+  " ORDER BY id",
+};
+
+/// Owns a statement prepared for one use.
+class statement {
+public:
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  statement() = default;
+
+  ~statement() {
+    sqlite3_finalize(ptr_);
+  }
+
+  sqlite3_stmt* get() const noexcept {
+    return ptr_;
+  }
+
+  sqlite3_stmt** out() noexcept {
+    return &ptr_;
+  }
+
+private:
+  sqlite3_stmt* ptr_ = nullptr;
+};
+
+sqlite3_int64 to_sql(uint64_t x) {
+  return static_cast<sqlite3_int64>(x);
+}
+
+uint64_t from_sql(sqlite3_int64 x) {
+  return static_cast<uint64_t>(x);
+}
+
+std::string column_blob(sqlite3_stmt* stmt, int col) {
+  // Read the pointer first: sqlite3_column_bytes may convert the value.
+  auto* data = static_cast<const char*>(sqlite3_column_blob(stmt, col));
+  auto size = static_cast<size_t>(sqlite3_column_bytes(stmt, col));
+  return data != nullptr ? std::string{data, size} : std::string{};
+}
+
+std::string column_text(sqlite3_stmt* stmt, int col) {
+  auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt, col));
+  auto size = static_cast<size_t>(sqlite3_column_bytes(stmt, col));
+  return data != nullptr ? std::string{data, size} : std::string{};
+}
+
+void bind_blob(sqlite3_stmt* stmt, int col, const std::string& x) {
+  // SQLITE_STATIC: `x` outlives the step that reads it.
+  sqlite3_bind_blob64(stmt, col, x.data(), x.size(), SQLITE_STATIC);
+}
+
+/// Reads a result from a row of `id, ok, payload, error, attempts`.
+stored_result read_result(sqlite3_stmt* stmt) {
+  stored_result x;
+  x.id = from_sql(sqlite3_column_int64(stmt, 0));
+  x.ok = sqlite3_column_int(stmt, 1) != 0;
+  x.payload = column_blob(stmt, 2);
+  x.error = column_text(stmt, 3);
+  x.attempts = static_cast<uint32_t>(sqlite3_column_int64(stmt, 4));
+  return x;
+}
+
+std::string quote(const std::string& x) {
+  return "'" + x + "'";
+}
+
+/// Describes what a store was created for, e.g.
+/// `queue 'jobs' (task type int64_t, result type std::string)`.
+std::string describe(const store_meta& x) {
+  return "queue " + quote(x.queue) + " (task type " + x.task_type
+         + ", result type " + x.result_type + ")";
+}
+
+/// Runs SQL without results, setting `error` to `prefix` plus SQLite's
+/// message on failure.
+bool exec(sqlite3* db, const char* sql, const std::string& prefix,
+          std::string& error) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK)
+    return true;
+  error = prefix + sqlite3_errmsg(db);
+  return false;
+}
+
+/// Runs a query whose rows `f` reads one by one; sets `error` to `prefix`
+/// plus SQLite's message on failure.
+template <class F>
+bool query(sqlite3* db, const char* sql, const std::string& prefix,
+           std::string& error, F f) {
+  statement stmt;
+  if (sqlite3_prepare_v2(db, sql, -1, stmt.out(), nullptr) != SQLITE_OK) {
+    error = prefix + sqlite3_errmsg(db);
+    return false;
+  }
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW)
+    f(stmt.get());
+  if (rc != SQLITE_DONE) {
+    error = prefix + sqlite3_errmsg(db);
+    return false;
+  }
+  return true;
+}
+
+/// Returns whether the database holds any table, view or index: an empty
+/// file is a new store, anything else must prove to be a troupe store.
+bool has_schema(sqlite3* db, const std::string& path, bool& result,
+                std::string& error) {
+  auto prefix = "cannot read store " + path + ": ";
+  // The first read of a file that is not SQLite fails with SQLITE_NOTADB.
+  statement stmt;
+  auto rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1,
+                               stmt.out(), nullptr);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_ROW) {
+    result = sqlite3_column_int64(stmt.get(), 0) > 0;
+    return true;
+  }
+  if ((rc & 0xff) == SQLITE_NOTADB)
+    error = "store " + path
+            + " is not a troupe store: it is not an SQLite database";
+  else
+    error = prefix + sqlite3_errmsg(db);
+  return false;
+}
+
+/// Checks that the database is a troupe store of this format version created
+/// for `meta`.
+bool check_meta(sqlite3* db, const std::string& path, const store_meta& meta,
+                std::string& error) {
+  std::string format;
+  sqlite3_int64 version = 0;
+  store_meta found;
+  auto read = [&](sqlite3_stmt* stmt) {
+    auto key = column_text(stmt, 0);
+    if (key == "format")
+      format = column_text(stmt, 1);
+    else if (key == "version")
+      version = sqlite3_column_int64(stmt, 1);
+    else if (key == "queue")
+      found.queue = column_text(stmt, 1);
+    else if (key == "task_type")
+      found.task_type = column_text(stmt, 1);
+    else if (key == "result_type")
+      found.result_type = column_text(stmt, 1);
+  };
+  auto prefix = "cannot read store " + path + ": ";
+  uint64_t tables = 0;
+  if (!query(db,
+             "SELECT count(*) FROM sqlite_master"
+             " WHERE type = 'table' AND name = 'meta'",
+             prefix, error, [&](sqlite3_stmt* stmt) {
+               tables = from_sql(sqlite3_column_int64(stmt, 0));
+             }))
+    return false;
+  if (tables == 0) {
+    error = "store " + path
+            + " is not a troupe store: it is an SQLite database without "
+              "troupe's meta table";
+    return false;
+  }
+  if (!query(db, "SELECT key, value FROM meta", prefix, error, read))
+    return false;
+  if (format != format_name) {
+    error = "store " + path
+            + " is not a troupe store: its meta table does not name the format "
+            + quote(format_name);
+    return false;
+  }
+  if (version != format_version) {
+    error = "store " + path + " has format version " + std::to_string(version)
+            + ", but this build of troupe reads version "
+            + std::to_string(format_version);
+    return false;
+  }
+  std::vector<std::string> diffs;
+  if (found.queue != meta.queue)
+    diffs.emplace_back("queue name");
+  if (found.task_type != meta.task_type)
+    diffs.emplace_back("task type");
+  if (found.result_type != meta.result_type)
+    diffs.emplace_back("result type");
+  if (diffs.empty())
+    return true;
+  std::string what = diffs[0];
+  for (size_t i = 1; i < diffs.size(); ++i)
+    what += (i + 1 < diffs.size() ? ", " : " and ") + diffs[i];
+  error = "store " + path + " was created for " + describe(found) + ", not "
+          + describe(meta) + ": the " + what
+          + (diffs.size() == 1 ? " differs" : " differ");
+  return false;
+}
+
+/// Creates the tables and meta rows of a new store, unless another process
+/// won the race to do so.
+bool create_schema(sqlite3* db, const std::string& path, const store_meta& meta,
+                   std::string& error) {
+  auto prefix = "cannot create store " + path + ": ";
+  if (!exec(db, "BEGIN IMMEDIATE", prefix, error))
+    return false;
+  auto ok = exec(db, schema_sql, prefix, error);
+  if (ok) {
+    statement stmt;
+    ok = sqlite3_prepare_v2(db,
+                            "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                            " ON CONFLICT(key) DO NOTHING",
+                            -1, stmt.out(), nullptr)
+         == SQLITE_OK;
+    auto put = [&](const char* key, auto value) {
+      sqlite3_bind_text(stmt.get(), 1, key, -1, SQLITE_STATIC);
+      if constexpr (std::is_same_v<decltype(value), sqlite3_int64>)
+        sqlite3_bind_int64(stmt.get(), 2, value);
+      else
+        sqlite3_bind_text(stmt.get(), 2, value, -1, SQLITE_TRANSIENT);
+      auto rc = sqlite3_step(stmt.get());
+      sqlite3_reset(stmt.get());
+      return rc == SQLITE_DONE;
+    };
+    ok = ok && put("format", format_name)
+         && put("version", sqlite3_int64{format_version})
+         && put("queue", meta.queue.c_str())
+         && put("task_type", meta.task_type.c_str())
+         && put("result_type", meta.result_type.c_str())
+         && put("closed", sqlite3_int64{0});
+    if (!ok)
+      error = prefix + sqlite3_errmsg(db);
+  }
+  if (ok)
+    return exec(db, "COMMIT", prefix, error);
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  return false;
+}
+
+/// Reads everything `open` reports, in one read transaction so that all of it
+/// comes from the same snapshot.
+bool read_contents(sqlite3* db, const std::string& path, store_contents& out,
+                   std::string& error) {
+  auto prefix = "cannot read store " + path + ": ";
+  out = store_contents{};
+  if (!exec(db, "BEGIN", prefix, error))
+    return false;
+  auto count = [&](const char* sql, uint64_t& x) {
+    return query(db, sql, prefix, error, [&](sqlite3_stmt* stmt) {
+      x = from_sql(sqlite3_column_int64(stmt, 0));
+    });
+  };
+  uint64_t closed = 0;
+  uint64_t last_result = 0;
+  auto ok
+    = query(db,
+            "SELECT id, payload, attempts FROM tasks WHERE NOT EXISTS"
+            " (SELECT 1 FROM results WHERE results.id = tasks.id) ORDER BY id",
+            prefix, error,
+            [&](sqlite3_stmt* stmt) {
+              stored_task x;
+              x.id = from_sql(sqlite3_column_int64(stmt, 0));
+              x.payload = column_blob(stmt, 1);
+              x.attempts = static_cast<uint32_t>(sqlite3_column_int64(stmt, 2));
+              out.pending.emplace_back(std::move(x));
+            })
+      && query(db,
+               "SELECT id, ok, payload, error, attempts FROM results"
+               " WHERE consumed = 0 ORDER BY id",
+               prefix, error,
+               [&](sqlite3_stmt* stmt) {
+                 out.unconsumed.emplace_back(read_result(stmt));
+               })
+      && count("SELECT coalesce(max(id), 0) FROM tasks", out.last_id)
+      && count("SELECT coalesce(max(id), 0) FROM results", last_result)
+      && count("SELECT count(*) FROM tasks", out.tasks)
+      && count("SELECT count(*) FROM results", out.results)
+      && count("SELECT count(*) FROM results WHERE ok = 0", out.dead)
+      && count("SELECT count(*) FROM results WHERE consumed != 0", out.consumed)
+      && count("SELECT value FROM meta WHERE key = 'closed'", closed);
+  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  if (!ok)
+    return false;
+  // A result names a task the store holds; taking the larger one anyway keeps
+  // ids unique should a future version drop finished tasks.
+  out.last_id = std::max(out.last_id, last_result);
+  out.closed = closed != 0;
+  return true;
+}
+
+} // namespace
+
+task_store::task_store(sqlite3* db, std::string path)
+    : db_(db), path_(std::move(path)) {
+  // nop
+}
+
+task_store::~task_store() {
+  // Closing with a transaction open rolls it back: only `commit` makes
+  // writes durable, as if the process had been killed here.
+  if (!sqlite3_get_autocommit(db_))
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  for (auto* stmt : statements_)
+    sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
+
+std::unique_ptr<task_store> task_store::open(const std::string& path,
+                                             const store_meta& meta,
+                                             store_contents& contents,
+                                             std::string& error) {
+  sqlite3* db = nullptr;
+  auto flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (auto rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+      rc != SQLITE_OK) {
+    error = "cannot open store " + path + ": "
+            + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return nullptr;
+  }
+  // From here on the destructor closes `db`.
+  std::unique_ptr<task_store> store{new task_store(db, path)};
+  sqlite3_busy_timeout(db, busy_timeout_ms);
+  // Check a file that already holds tables before changing anything in it.
+  auto existing = false;
+  if (!has_schema(db, path, existing, error)
+      || (existing && !check_meta(db, path, meta, error)))
+    return nullptr;
+  // WAL: a commit appends to the log, and a crash loses only transactions
+  // without a commit record. NORMAL syncs at checkpoints, not on every commit:
+  // a committed transaction survives a killed process (the log is in the
+  // OS's page cache), though not necessarily a power cut.
+  std::string mode;
+  auto setup_prefix = "cannot set up store " + path + ": ";
+  if (!query(db, "PRAGMA journal_mode = WAL", setup_prefix, error,
+             [&](sqlite3_stmt* stmt) { mode = column_text(stmt, 0); }))
+    return nullptr;
+  if (mode != "wal") {
+    error = setup_prefix + "journal mode is " + mode + ", not wal";
+    return nullptr;
+  }
+  if (!exec(db, "PRAGMA synchronous = NORMAL", setup_prefix, error))
+    return nullptr;
+  if (!existing
+      && (!create_schema(db, path, meta, error)
+          || !check_meta(db, path, meta, error)))
+    return nullptr;
+  store->statements_.reserve(statement_count);
+  for (auto* sql : statement_sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                           nullptr)
+        != SQLITE_OK) {
+      error = "store " + path + " is corrupt: " + sqlite3_errmsg(db);
+      return nullptr;
+    }
+    store->statements_.push_back(stmt);
+  }
+  if (!read_contents(db, path, contents, error))
+    return nullptr;
+  return store;
+}
+
+bool task_store::begin() {
+  if (!failure_.empty())
+    return false;
+  if (in_transaction_)
+    return true;
+  if (!run(statements_[begin_stmt], "begin a transaction", 0))
+    return false;
+  in_transaction_ = true;
+  return true;
+}
+
+bool task_store::run(sqlite3_stmt* stmt, const char* what, uint64_t id) {
+  if (auto rc = sqlite3_step(stmt); rc == SQLITE_DONE) {
+    sqlite3_reset(stmt);
+    return true;
+  }
+  failure_ = "store " + path_ + ": cannot " + what;
+  if (id != 0)
+    failure_ += " " + std::to_string(id);
+  failure_ += ": ";
+  failure_ += sqlite3_errmsg(db_);
+  sqlite3_reset(stmt);
+  return false;
+}
+
+void task_store::add_task(uint64_t id, const std::string& payload) {
+  if (!begin())
+    return;
+  auto* stmt = statements_[add_task_stmt];
+  sqlite3_bind_int64(stmt, 1, to_sql(id));
+  bind_blob(stmt, 2, payload);
+  run(stmt, "add task", id);
+}
+
+void task_store::set_attempts(uint64_t id, uint32_t attempts) {
+  if (!begin())
+    return;
+  auto* stmt = statements_[set_attempts_stmt];
+  sqlite3_bind_int64(stmt, 1, to_sql(id));
+  sqlite3_bind_int64(stmt, 2, attempts);
+  run(stmt, "set the attempts of task", id);
+}
+
+bool task_store::add_result(const stored_result& result) {
+  if (!begin())
+    return false;
+  auto* stmt = statements_[add_result_stmt];
+  sqlite3_bind_int64(stmt, 1, to_sql(result.id));
+  sqlite3_bind_int(stmt, 2, result.ok ? 1 : 0);
+  bind_blob(stmt, 3, result.payload);
+  sqlite3_bind_text64(stmt, 4, result.error.data(), result.error.size(),
+                      SQLITE_STATIC, SQLITE_UTF8);
+  sqlite3_bind_int64(stmt, 5, result.attempts);
+  return run(stmt, "add the result of task", result.id)
+         && sqlite3_changes(db_) > 0;
+}
+
+void task_store::mark_consumed(uint64_t id) {
+  if (!begin())
+    return;
+  auto* stmt = statements_[mark_consumed_stmt];
+  sqlite3_bind_int64(stmt, 1, to_sql(id));
+  run(stmt, "mark as consumed the result of task", id);
+}
+
+void task_store::close_queue() {
+  if (!begin())
+    return;
+  run(statements_[close_queue_stmt], "close the queue", 0);
+}
+
+bool task_store::commit(std::string& error) {
+  if (failure_.empty()) {
+    if (!in_transaction_)
+      return true;
+    auto* stmt = statements_[commit_stmt];
+    auto rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE) {
+      in_transaction_ = false;
+      return true;
+    }
+    failure_ = "cannot commit to store " + path_ + ": " + sqlite3_errmsg(db_);
+  }
+  // SQLite rolls back by itself after some errors (I/O, disk full).
+  if (!sqlite3_get_autocommit(db_)) {
+    auto* stmt = statements_[rollback_stmt];
+    sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+  }
+  in_transaction_ = false;
+  error = std::move(failure_);
+  error += " (the uncommitted writes are rolled back)";
+  failure_.clear();
+  return false;
+}
+
+std::vector<stored_result> task_store::dead_letters() {
+  // Having no way to report it, a read error (which only I/O trouble or
+  // corruption causes) ends the list early.
+  std::vector<stored_result> result;
+  auto* stmt = statements_[dead_letters_stmt];
+  while (sqlite3_step(stmt) == SQLITE_ROW)
+    result.emplace_back(read_result(stmt));
+  sqlite3_reset(stmt);
+  return result;
+}
+
+} // namespace troupe::queue::detail

@@ -1,0 +1,274 @@
+// The worker side of the task queue: connects to a master, joins a queue,
+// runs leased tasks and answers them, and reconnects when the master goes.
+
+#include <algorithm>
+#include <chrono>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/node_id.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <spdlog/spdlog.h>
+
+#include "troupe/queue/protocol.hpp"
+#include "troupe/queue/task_queue.hpp"
+#include "troupe/runtime/logging.hpp"
+#include "troupe/runtime/net.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/runtime/security.hpp"
+
+namespace troupe::queue {
+
+namespace {
+
+using reconnect_atom = caf::atom_constant<caf::atom("tqreconn")>;
+
+constexpr auto initial_backoff = std::chrono::milliseconds{100};
+
+struct worker_state {
+  worker_options opts;
+  worker_hello hello;
+  detail::raw_task_fn fn;
+  worker_listener listener;
+  const net_config* cfg = nullptr;
+  caf::actor queue;
+  caf::timespan backoff = initial_backoff;
+  uint32_t failures = 0;
+  // Adaptive window (see worker_options::adaptive): the window announced to
+  // the master and the average time per task, in nanoseconds (0: unknown).
+  uint32_t window = 2;
+  double avg_task_ns = 0;
+
+  static inline const char* name = "troupe.task_worker";
+};
+
+using worker_ptr = caf::stateful_actor<worker_state>*;
+
+std::string address(const worker_options& opts) {
+  if (opts.local_queue)
+    return "the local queue '" + opts.queue + "'";
+  return opts.host + ":" + std::to_string(opts.port);
+}
+
+void emit(worker_ptr self, worker_event ev, const std::string& text) {
+  if (self->state.listener)
+    self->state.listener(ev, text);
+}
+
+// Schedules the next connect attempt after a failure described by `why`.
+void retry(worker_ptr self, const std::string& why) {
+  auto& st = self->state;
+  ++st.failures;
+  // A program with a listener reports it itself.
+  troupe::log(self->system())
+    .log(st.listener ? spdlog::level::debug : spdlog::level::warn, "worker: {}",
+         why);
+  if (st.opts.max_connect_attempts > 0
+      && st.failures >= st.opts.max_connect_attempts) {
+    emit(self, worker_event::failed, why);
+    self->quit(caf::make_error(troupe::errc::connect_failed, why));
+    return;
+  }
+  emit(self, worker_event::disconnected, why);
+  self->delayed_send(self, st.backoff, reconnect_atom::value);
+  st.backoff = std::min(st.backoff * 2, st.opts.max_backoff);
+}
+
+bool fatal(const caf::error& err) {
+  return err == troupe::errc::type_mismatch
+         || err == troupe::errc::registry_mismatch || err == errc::no_such_queue
+         || err == troupe::errc::invalid_option_value
+         || err == troupe::errc::closed;
+}
+
+uint32_t initial_window(const worker_options& opts) {
+  return opts.adaptive ? std::min<uint32_t>(2, opts.prefetch) : opts.prefetch;
+}
+
+// Folds the time of a batch into the average and, if the window should
+// change by at least a factor of two, tells the master the new one.
+void adapt_window(worker_ptr self, size_t tasks, caf::timespan elapsed) {
+  auto& st = self->state;
+  if (!st.opts.adaptive || tasks == 0 || !st.queue)
+    return;
+  auto per_task = static_cast<double>(elapsed.count()) / tasks;
+  st.avg_task_ns
+    = st.avg_task_ns == 0 ? per_task : 0.7 * st.avg_task_ns + 0.3 * per_task;
+  auto target = static_cast<double>(st.opts.target_backlog.count());
+  auto wanted = st.avg_task_ns > 0 ? target / st.avg_task_ns : 1e9;
+  auto lo = std::min<uint32_t>(2, st.opts.prefetch);
+  auto next = static_cast<uint32_t>(std::clamp(
+    wanted, static_cast<double>(lo), static_cast<double>(st.opts.prefetch)));
+  if (next < st.window * 2 && next * 2 > st.window)
+    return;
+  st.window = next;
+  st.hello.prefetch = next;
+  self
+    ->request(st.queue, st.opts.connect_timeout, tq_join_atom::value, st.hello)
+    .then([](const caf::actor&) {}, [](const caf::error&) {});
+}
+
+void join(worker_ptr self, caf::actor dir) {
+  auto& st = self->state;
+  st.window = initial_window(st.opts);
+  st.hello.prefetch = st.window;
+  self->request(dir, st.opts.connect_timeout, tq_join_atom::value, st.hello)
+    .then(
+      [=](caf::actor& q) {
+        auto& s = self->state;
+        s.queue = q;
+        self->monitor(q);
+        s.failures = 0;
+        s.backoff = initial_backoff;
+        troupe::log(self->system())
+          .info("worker: joined queue '{}' at {}", s.opts.queue,
+                address(s.opts));
+        emit(self, worker_event::joined, address(s.opts));
+      },
+      [=](caf::error& err) {
+        if (fatal(err)) {
+          auto text = error_text(err);
+          if (err == troupe::errc::closed) {
+            emit(self, worker_event::closed, text);
+            self->quit();
+            return;
+          }
+          emit(self, worker_event::failed, text);
+          self->quit(err);
+          return;
+        }
+        retry(self, "joining queue '" + self->state.opts.queue + "' at "
+                      + address(self->state.opts)
+                      + " failed: " + error_text(err));
+      });
+}
+
+void connect(worker_ptr self) {
+  auto& st = self->state;
+  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+    st.opts.connect_timeout);
+  emit(self, worker_event::connecting, address(st.opts));
+  // CAF's connect blocks until the kernel gives up on a silent host (minutes)
+  // and holds up every other connect meanwhile; probe first. This actor runs
+  // on its own thread, so blocking here stalls nobody else.
+  if (auto why = security::probe_tcp(st.opts.host, st.opts.port, timeout);
+      !why.empty()) {
+    retry(self, "cannot reach " + address(st.opts) + ": " + why);
+    return;
+  }
+  auto mm = connector(self->system(), *st.cfg);
+  self
+    ->request(mm, st.opts.connect_timeout, caf::connect_atom::value,
+              st.opts.host, st.opts.port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
+          const std::set<std::string>&) {
+        if (!ptr) {
+          retry(self, address(self->state.opts)
+                        + " is a CAF node but serves no queues");
+          return;
+        }
+        join(self, caf::actor_cast<caf::actor>(ptr));
+      },
+      [=](caf::error& err) {
+        auto& s = self->state;
+        auto why = explain_connect_error(
+          self->system(), err, s.opts.host, s.opts.port, *s.cfg,
+          std::chrono::duration_cast<std::chrono::milliseconds>(
+            s.opts.connect_timeout));
+        // A refused handshake (wrong key or certificate) will not heal by
+        // itself, but the master may be restarted with the right key: retry,
+        // and let max_connect_attempts bound it.
+        retry(self, error_text(why));
+      });
+}
+
+caf::behavior worker_actor(worker_ptr self, worker_options opts,
+                           worker_hello hello, detail::raw_task_fn fn,
+                           worker_listener listener, const net_config* cfg) {
+  install_log_handlers(self);
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  st.hello = std::move(hello);
+  st.fn = std::move(fn);
+  st.listener = std::move(listener);
+  st.cfg = cfg;
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& s = self->state;
+    if (msg.source != s.queue.address())
+      return;
+    s.queue = nullptr;
+    s.backoff = initial_backoff;
+    retry(self, "lost the master at " + address(s.opts) + " ("
+                  + self->system().render(msg.reason) + "); reconnecting");
+  });
+  self->send(self, reconnect_atom::value);
+  return {
+    [=](reconnect_atom) {
+      auto& s = self->state;
+      if (s.queue)
+        return;
+      if (s.opts.local_queue)
+        join(self, s.opts.local_queue);
+      else
+        connect(self);
+    },
+    [=](tq_tasks_atom, std::vector<task_msg>& tasks) {
+      auto& s = self->state;
+      auto start = std::chrono::steady_clock::now();
+      std::vector<result_msg> results;
+      results.reserve(tasks.size());
+      for (auto& t : tasks) {
+        result_msg r;
+        r.id = t.id;
+        r.attempt = t.attempt;
+        r.ok = s.fn(t.payload, r.payload, r.error);
+        if (!r.ok)
+          troupe::log(self->system())
+            .warn("worker: task {} failed: {}", t.id, r.error);
+        results.emplace_back(std::move(r));
+      }
+      // Answer whoever leased the tasks (the queue), even if the join
+      // reply has not arrived yet.
+      auto to = caf::actor_cast<caf::actor>(self->current_sender());
+      if (to)
+        self->send(to, tq_results_atom::value, std::move(results));
+      adapt_window(self, tasks.size(),
+                   std::chrono::steady_clock::now() - start);
+    },
+    [=](tq_closed_atom) {
+      auto rp = self->make_response_promise();
+      rp.deliver(caf::unit);
+      emit(self, worker_event::closed, "");
+      self->quit();
+    },
+  };
+}
+
+} // namespace
+
+namespace detail {
+
+caf::actor spawn_raw_worker(node& host, const net_config* cfg,
+                            worker_options opts, std::string task_type,
+                            std::string result_type, raw_task_fn fn,
+                            worker_listener listener) {
+  worker_hello hello;
+  hello.queue = opts.queue;
+  hello.task_type = std::move(task_type);
+  hello.result_type = std::move(result_type);
+  hello.node = host.info();
+  hello.prefetch = initial_window(opts);
+  auto hdl = host.system().spawn<caf::detached>(worker_actor, std::move(opts),
+                                                std::move(hello), std::move(fn),
+                                                std::move(listener), cfg);
+  host.track(hdl.address());
+  return hdl;
+}
+
+} // namespace detail
+
+} // namespace troupe::queue
