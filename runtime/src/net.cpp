@@ -90,8 +90,13 @@ std::string address(const std::string& host, uint16_t port) {
 
 net_config::net_config(role r) {
   load<caf::io::middleman>();
-  // Both sides of a connection need the same values, or the side with the
-  // timeout drops the other's idle connections (caf-0.17.md §3).
+  // Both sides of a connection need the same values. CAF 0.17 refuses the
+  // handshake of a peer with other application identifiers, and its
+  // middleman closes a connection on which nothing has arrived for
+  // `connection-timeout`; on an idle connection only heartbeats arrive, and
+  // only if the peer sends them (`heartbeat-interval`, off by default). So a
+  // side with the timeout drops the idle connections of a peer without
+  // heartbeats, or with heartbeats rarer than the timeout.
   set("middleman.app-identifiers", std::vector<std::string>{"troupe-v1"});
   set("middleman.heartbeat-interval",
       caf::timespan{std::chrono::milliseconds{500}});
