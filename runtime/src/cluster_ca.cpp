@@ -26,7 +26,7 @@ namespace troupe::security {
 
 namespace {
 
-caf::error tls_error(std::string what) {
+[[nodiscard]] caf::error tls_error(std::string what) {
   return caf::make_error(errc::tls_config, std::move(what));
 }
 
@@ -63,7 +63,7 @@ constexpr long ca_serial = 1;
 // Derives the CA's P-256 private key from the 32 key bytes: HKDF-SHA256
 // yields 48 bytes, which reduce to a scalar d in [1, n-1] as d = x mod (n-1)
 // + 1 (FIPS 186-4 B.4.1; the 128 extra bits make the bias negligible).
-caf::expected<detail::pkey_ptr>
+[[nodiscard]] caf::expected<detail::pkey_ptr>
 derive_ca_key(const std::vector<unsigned char>& key) {
   unsigned char okm[48];
   detail::kdf_ptr kdf{EVP_KDF_fetch(nullptr, "HKDF", nullptr)};
@@ -129,7 +129,8 @@ derive_ca_key(const std::vector<unsigned char>& key) {
 // Builds the self-signed CA certificate for `ca_key`. Every field but the
 // signature (ECDSA signatures are randomized) is a function of the key, so
 // certificates a node issues verify against any other node's CA certificate.
-caf::expected<detail::x509_ptr> make_ca_certificate(EVP_PKEY* ca_key) {
+[[nodiscard]] caf::expected<detail::x509_ptr>
+make_ca_certificate(EVP_PKEY* ca_key) {
   unsigned char* der = nullptr;
   auto der_len = i2d_PUBKEY(ca_key, &der);
   if (der_len <= 0)
@@ -183,10 +184,9 @@ std::string leaf_common_name(const std::string& name) {
 }
 
 // Issues a certificate for `leaf_key`, signed by the CA.
-caf::expected<detail::x509_ptr> make_leaf_certificate(X509* ca_cert,
-                                                      EVP_PKEY* ca_key,
-                                                      EVP_PKEY* leaf_key,
-                                                      const std::string& cn) {
+[[nodiscard]] caf::expected<detail::x509_ptr>
+make_leaf_certificate(X509* ca_cert, EVP_PKEY* ca_key, EVP_PKEY* leaf_key,
+                      const std::string& cn) {
   unsigned char serial_bytes[16];
   if (RAND_bytes(serial_bytes, sizeof(serial_bytes)) != 1)
     return tls_error("cannot get random bytes: " + detail::openssl_error());

@@ -12,7 +12,7 @@ namespace troupe::security {
 
 namespace {
 
-caf::error tls_error(std::string what) {
+[[nodiscard]] caf::error tls_error(std::string what) {
   return caf::make_error(errc::tls_config, std::move(what));
 }
 

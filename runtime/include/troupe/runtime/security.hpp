@@ -26,15 +26,15 @@ struct tls_files {
 /// 64 hex digits and a newline) to `path`, created with mode 0600. Refuses to
 /// overwrite an existing file. Returns no error on success, otherwise
 /// `errc::cannot_open_file` (the file cannot be created or written) or
-/// `errc::tls_config` (it exists already; no random bytes) with a message
-/// naming the file and the cause.
+/// `errc::tls_config` (no path given, the file exists already, no random
+/// bytes) with a message naming the file and the cause.
 [[nodiscard]] caf::error write_key_file(const std::string& path);
 
 /// Reads the key file at `path`. Returns the key (64 lowercase hex digits),
 /// otherwise `errc::cannot_open_file` (missing, unreadable) or
-/// `errc::tls_config` (readable by group or others, i.e. not 0600 or
-/// stricter; not a regular file; not 64 hex digits) with a message naming the
-/// file and the cause.
+/// `errc::tls_config` (no path given; not a regular file; readable by group
+/// or others, i.e. not 0600 or stricter; not 64 hex digits) with a message
+/// naming the file and the cause.
 [[nodiscard]] caf::expected<std::string> read_key_file(const std::string& path);
 
 /// Derives the cluster CA from `key` and issues this node a certificate:
@@ -63,8 +63,9 @@ void remove_private_dir(const std::string& dir);
 /// kind, the key opens (with `passphrase` if it is encrypted), the key
 /// matches the certificate, the certificate is signed by the CA and is valid
 /// now. Returns no error if all is well, otherwise `errc::cannot_open_file`
-/// (a file is missing or unreadable) or `errc::tls_config` (anything else)
-/// with a message that names the file and the problem.
+/// (a path is empty, a file is missing, unreadable, not a regular file or
+/// larger than 1 MiB) or `errc::tls_config` (anything else) with a message
+/// that names the file and the problem.
 [[nodiscard]] caf::error check_tls_files(const tls_files& files,
                                          const std::string& passphrase = "");
 
