@@ -67,8 +67,9 @@ int run_keygen(const command& self, const args_list& args) {
   const auto& path = args[0];
   if (path.size() > 1 && path[0] == '-')
     return usage_error(self, "unknown option " + path);
-  if (auto err = troupe::security::write_key_file(path); !err.empty()) {
-    std::fprintf(stderr, "troupe keygen: %s\n", err.c_str());
+  if (auto err = troupe::security::write_key_file(path)) {
+    std::fprintf(stderr, "troupe keygen: %s\n",
+                 troupe::error_text(err).c_str());
     return exit_failed;
   }
   std::printf("wrote new cluster key to %s (mode 0600); copy it to every node "

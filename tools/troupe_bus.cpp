@@ -183,7 +183,7 @@ struct bus_config : net_config {
     // TLS or plain: decided by the least local address involved.
     auto host = listen_at ? listen_at->host : peers.front().host;
     for (auto& p : peers)
-      if (!security::is_loopback(p.host))
+      if (!is_loopback(p.host))
         host = p.host;
     return secure(host);
   }

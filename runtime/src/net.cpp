@@ -90,8 +90,13 @@ std::string address(const std::string& host, uint16_t port) {
 
 net_config::net_config(role r) {
   load<caf::io::middleman>();
-  // Both sides of a connection need the same values, or the side with the
-  // timeout drops the other's idle connections (caf-0.17.md §3).
+  // Both sides of a connection need the same values. CAF 0.17 refuses the
+  // handshake of a peer with other application identifiers, and its
+  // middleman closes a connection on which nothing has arrived for
+  // `connection-timeout`; on an idle connection only heartbeats arrive, and
+  // only if the peer sends them (`heartbeat-interval`, off by default). So a
+  // side with the timeout drops the idle connections of a peer without
+  // heartbeats, or with heartbeats rarer than the timeout.
   set("middleman.app-identifiers", std::vector<std::string>{"troupe-v1"});
   set("middleman.heartbeat-interval",
       caf::timespan{std::chrono::milliseconds{500}});
@@ -125,14 +130,18 @@ caf::error net_config::secure(const std::string& host) {
     return fail(errc::tls_config, "give either --authkey-file or "
                                   "--tls-ca/--tls-cert/--tls-key, not both");
   if (!authkey_file.empty()) {
-    std::string key;
-    if (auto msg = security::read_key_file(authkey_file, key); !msg.empty())
-      return fail(errc::tls_config, msg);
-    if (auto msg = security::make_private_dir(private_dir_); !msg.empty())
-      return fail(errc::tls_config, msg);
-    if (auto msg = security::issue_from_key(key, name, private_dir_, files_);
-        !msg.empty())
-      return fail(errc::tls_config, msg);
+    // Whatever the cause, secure() reports errc::tls_config.
+    auto key = security::read_key_file(authkey_file);
+    if (!key)
+      return fail(errc::tls_config, error_text(key.error()));
+    auto dir = security::make_private_dir();
+    if (!dir)
+      return fail(errc::tls_config, error_text(dir.error()));
+    private_dir_ = std::move(*dir);
+    auto files = security::issue_from_key(*key, name, private_dir_);
+    if (!files)
+      return fail(errc::tls_config, error_text(files.error()));
+    files_ = std::move(*files);
   } else if (any_file) {
     if (tls_ca.empty() || tls_cert.empty() || tls_key.empty())
       return fail(errc::tls_config,
@@ -141,8 +150,8 @@ caf::error net_config::secure(const std::string& host) {
     files_ = security::tls_files{tls_ca, tls_cert, tls_key};
   }
   if (!files_.ca.empty()) {
-    if (auto msg = security::check_tls_files(files_); !msg.empty())
-      return fail(errc::tls_config, msg);
+    if (auto err = security::check_tls_files(files_))
+      return fail(errc::tls_config, error_text(err));
     openssl_cafile = files_.ca;
     openssl_certificate = files_.cert;
     openssl_key = files_.key;
@@ -150,7 +159,7 @@ caf::error net_config::secure(const std::string& host) {
     tls_ = true;
     return caf::none;
   }
-  if (security::is_loopback(host))
+  if (is_loopback(host))
     return caf::none;
   if (!insecure)
     return fail(errc::insecure_refused,
@@ -228,10 +237,11 @@ caf::error explain_connect_error(caf::actor_system& sys, const caf::error& err,
                  "requires TLS (give this node the same --authkey-file), or "
                  "it is not a troupe node");
     auto why = security::diagnose_tls(host, port, cfg.tls_files(), timeout);
-    if (why.empty())
-      why = "the TLS handshake succeeds, so the peer dropped the connection "
-            "afterwards (a different troupe version?)";
-    return say("TLS handshake refused: " + why);
+    if (!why)
+      return say("TLS handshake refused: the TLS handshake succeeds, so the "
+                 "peer dropped the connection afterwards (a different troupe "
+                 "version?)");
+    return say("TLS handshake refused: " + error_text(why));
   }
   if (is(err, caf::sec::incompatible_application_ids))
     return say("not a troupe-v1 node (application identifiers differ)");
@@ -239,9 +249,8 @@ caf::error explain_connect_error(caf::actor_system& sys, const caf::error& err,
       || is(err, caf::sec::connection_timeout))
     return say("no answer within the connect timeout");
   if (is(err, caf::sec::cannot_connect_to_node)) {
-    auto probe = security::probe_tcp(host, port, timeout);
-    if (!probe.empty())
-      return say(probe);
+    if (auto probe = probe_tcp(host, port, timeout))
+      return say(error_text(probe));
     if (cfg.tls())
       return say("the peer accepts TCP connections but no TLS handshake: is "
                  "it a plain-TCP node (--insecure or loopback without a "

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
 #include <catch2/catch.hpp>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -26,6 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/tcp.hpp"
+
 using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
 
@@ -38,8 +43,10 @@ namespace {
 // A private scratch directory, deleted with the files in it.
 struct scratch_dir {
   scratch_dir() {
-    if (auto err = make_private_dir(path); !err.empty())
-      throw std::runtime_error(err);
+    auto dir = make_private_dir();
+    if (!dir)
+      throw std::runtime_error(error_text(dir.error()));
+    path = std::move(*dir);
   }
   scratch_dir(const scratch_dir&) = delete;
   scratch_dir& operator=(const scratch_dir&) = delete;
@@ -51,6 +58,12 @@ struct scratch_dir {
   }
   std::string path;
 };
+
+// Returns the message of `x`'s error, or "" if it holds a value.
+template <class T>
+std::string why(const caf::expected<T>& x) {
+  return x ? std::string{} : error_text(x.error());
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
@@ -346,19 +359,18 @@ private:
 // Issues certificates for `node` from a new cluster key into `dir`.
 tls_files issue(const std::string& key, const std::string& node,
                 const scratch_dir& dir) {
-  tls_files files;
-  auto err = issue_from_key(key, node, dir.path, files);
-  INFO(err);
-  REQUIRE(err.empty());
-  return files;
+  auto files = issue_from_key(key, node, dir.path);
+  INFO(why(files));
+  REQUIRE(files);
+  return *files;
 }
 
 std::string new_key_text(const scratch_dir& dir, const std::string& name) {
   auto path = dir / name;
-  REQUIRE(write_key_file(path).empty());
-  std::string key;
-  REQUIRE(read_key_file(path, key).empty());
-  return key;
+  REQUIRE(!write_key_file(path));
+  auto key = read_key_file(path);
+  REQUIRE(key);
+  return *key;
 }
 
 } // namespace
@@ -369,23 +381,23 @@ TEST_CASE("keygen writes 64 hex digits to a file only its owner can read",
           "[runtime][security]") {
   scratch_dir dir;
   auto path = dir / "cluster.key";
-  REQUIRE(write_key_file(path) == "");
+  REQUIRE(!write_key_file(path));
   CHECK(file_mode(path) == 0600);
   auto text = read_text(path);
   REQUIRE(text.size() == 65);
   CHECK(text.back() == '\n');
   CHECK(is_lower_hex(text.substr(0, 64)));
-  std::string key;
-  CHECK(read_key_file(path, key) == "");
-  CHECK(key == text.substr(0, 64));
+  auto key = read_key_file(path);
+  CHECK(key);
+  CHECK((key && *key == text.substr(0, 64)));
   SECTION("every key is new") {
     auto other = dir / "other.key";
-    REQUIRE(write_key_file(other) == "");
+    REQUIRE(!write_key_file(other));
     CHECK(read_text(other) != text);
   }
   SECTION("an existing file is never overwritten") {
     auto err = write_key_file(path);
-    CHECK_THAT(err, Contains(path) && Contains("already exists"));
+    CHECK_THAT(error_text(err), Contains(path) && Contains("already exists"));
     CHECK(read_text(path) == text);
   }
 }
@@ -396,38 +408,44 @@ TEST_CASE("read_key_file rejects keys that are exposed or malformed",
   auto path = dir / "cluster.key";
   std::string key = "unchanged";
   auto good = std::string(64, 'a');
+  // Reads the key file into `key` if it is valid; returns the error message,
+  // or "" on success.
+  auto read_key = [&] {
+    auto res = read_key_file(path);
+    if (res)
+      key = *res;
+    return why(res);
+  };
   SECTION("trailing whitespace is fine, upper case too") {
     write_text(path, std::string(64, 'A') + " \r\n\n");
-    CHECK(read_key_file(path, key) == "");
+    CHECK(read_key() == "");
     CHECK(key == good);
   }
   SECTION("a key readable by others") {
     write_text(path, good + "\n", 0644);
-    auto err = read_key_file(path, key);
+    auto err = read_key();
     CHECK_THAT(err, Contains(path) && Contains("0644")
                       && Contains("chmod 600 " + path));
     CHECK(key == "unchanged");
   }
   SECTION("a key readable by the group") {
     write_text(path, good + "\n", 0640);
-    CHECK_THAT(read_key_file(path, key), Contains("chmod 600"));
+    CHECK_THAT(read_key(), Contains("chmod 600"));
   }
   SECTION("a key with a non-hex digit") {
     write_text(path, std::string(63, 'a') + "g\n");
-    CHECK_THAT(read_key_file(path, key),
-               Contains(path) && Contains("not 64 hex digits"));
+    CHECK_THAT(read_key(), Contains(path) && Contains("not 64 hex digits"));
   }
   SECTION("a key that is too short") {
     write_text(path, std::string(62, 'a') + "\n");
-    CHECK_THAT(read_key_file(path, key), Contains("not 64 hex digits"));
+    CHECK_THAT(read_key(), Contains("not 64 hex digits"));
   }
   SECTION("a key that is too long") {
     write_text(path, std::string(66, 'a') + "\n");
-    CHECK_THAT(read_key_file(path, key), Contains("not 64 hex digits"));
+    CHECK_THAT(read_key(), Contains("not 64 hex digits"));
   }
   SECTION("a missing file") {
-    CHECK_THAT(read_key_file(path, key),
-               Contains(path) && Contains("no such file"));
+    CHECK_THAT(read_key(), Contains(path) && Contains("no such file"));
   }
   CHECK((key == "unchanged" || key == good));
 }
@@ -449,10 +467,10 @@ TEST_CASE("nodes with the same cluster key trust each other's certificates",
   CHECK(file_mode(a.cert) == 0600);
   CHECK(file_mode(a.ca) == 0600);
   // Each node's certificate verifies against its own and the other's CA.
-  CHECK(check_tls_files(a) == "");
-  CHECK(check_tls_files(b) == "");
-  CHECK(check_tls_files({b.ca, a.cert, a.key}) == "");
-  CHECK(check_tls_files({a.ca, b.cert, b.key}) == "");
+  CHECK(!check_tls_files(a));
+  CHECK(!check_tls_files(b));
+  CHECK(!check_tls_files({b.ca, a.cert, a.key}));
+  CHECK(!check_tls_files({a.ca, b.cert, b.key}));
   // Both derived the same CA: same name and key; the leaves differ.
   auto ca_a = load_cert(a.ca);
   auto ca_b = load_cert(b.ca);
@@ -499,16 +517,15 @@ TEST_CASE("nodes with different cluster keys reject each other",
                       X509_get_subject_name(ca_c.get()))
         != 0);
   auto err = check_tls_files({c.ca, a.cert, a.key});
-  CHECK_THAT(err, Contains("not signed by the CA") && Contains(a.cert)
-                    && Contains(c.ca));
+  CHECK_THAT(error_text(err), Contains("not signed by the CA")
+                                && Contains(a.cert) && Contains(c.ca));
 }
 
 TEST_CASE("issue_from_key rejects a malformed key", "[runtime][security]") {
   scratch_dir dir;
-  tls_files files;
-  CHECK_THAT(issue_from_key("abc", "n", dir.path, files),
-             Contains("not 64 hex digits"));
-  CHECK(files.ca.empty());
+  auto files = issue_from_key("abc", "n", dir.path);
+  CHECK_THAT(why(files), Contains("not 64 hex digits"));
+  CHECK(!files);
 }
 
 TEST_CASE("check_tls_files names the file and the problem",
@@ -528,67 +545,68 @@ TEST_CASE("check_tls_files names the file and the problem",
   write_cert(files.ca, ca.get());
   write_cert(files.cert, leaf.get());
   write_key(files.key, leaf_key.get());
-  REQUIRE(check_tls_files(files) == "");
+  REQUIRE(!check_tls_files(files));
   SECTION("a missing file") {
     files.ca = dir / "nowhere.pem";
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.ca) && Contains("no such file"));
   }
   SECTION("a CA file that is no PEM certificate") {
     write_text(files.ca, "hello\n");
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.ca) && Contains("holds no PEM certificate"));
   }
   SECTION("a key where the certificate should be") {
     files.cert = files.key;
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.key) && Contains("holds no PEM certificate"));
   }
   SECTION("a certificate where the key should be") {
     files.key = files.cert;
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.cert) && Contains("holds no PEM private key"));
   }
   SECTION("a key that belongs to another certificate") {
     write_key(files.key, other_key.get());
-    CHECK_THAT(check_tls_files(files), Contains(files.key)
-                                         && Contains(files.cert)
-                                         && Contains("does not belong"));
+    CHECK_THAT(error_text(check_tls_files(files)),
+               Contains(files.key) && Contains(files.cert)
+                 && Contains("does not belong"));
   }
   SECTION("an encrypted key") {
     write_key(files.key, leaf_key.get(), "secret123");
     CHECK_THAT(read_text(files.key), Contains("ENCRYPTED"));
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.key) && Contains("no passphrase was given"));
-    CHECK_THAT(check_tls_files(files, "wrong"),
+    CHECK_THAT(error_text(check_tls_files(files, "wrong")),
                Contains(files.key) && Contains("wrong passphrase"));
-    CHECK(check_tls_files(files, "secret123") == "");
+    CHECK(!check_tls_files(files, "secret123"));
   }
   SECTION("an expired certificate") {
     auto old = make_cert("node", leaf_key.get(), ca.get(), ca_key.get(),
                          -2 * day, -day);
     write_cert(files.cert, old.get());
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.cert) && Contains("expired on 20"));
   }
   SECTION("a certificate that is not valid yet") {
     auto young
       = make_cert("node", leaf_key.get(), ca.get(), ca_key.get(), day, 2 * day);
     write_cert(files.cert, young.get());
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.cert) && Contains("is not valid before"));
   }
   SECTION("a certificate only for servers") {
     auto server_only = make_cert("node", leaf_key.get(), ca.get(), ca_key.get(),
                                  -day, day, "serverAuth");
     write_cert(files.cert, server_only.get());
-    CHECK_THAT(check_tls_files(files),
+    CHECK_THAT(error_text(check_tls_files(files)),
                Contains(files.cert) && Contains("TLS clients"));
   }
   SECTION("a self-signed certificate") {
     auto self = make_cert("node", leaf_key.get(), nullptr, nullptr, -day, day);
     write_cert(files.cert, self.get());
-    CHECK_THAT(check_tls_files(files), Contains("not signed by the CA"));
+    CHECK_THAT(error_text(check_tls_files(files)),
+               Contains("not signed by the CA"));
   }
 }
 
@@ -607,12 +625,13 @@ TEST_CASE("diagnose_tls explains how a handshake went", "[runtime][security]") {
   test_server server{test_server::kind::tls, server_files};
   auto started = steady::now();
   SECTION("a node of the same cluster") {
-    CHECK(diagnose_tls("127.0.0.1", server.port(), friend_files, 5s) == "");
+    CHECK(!diagnose_tls("127.0.0.1", server.port(), friend_files, 5s));
   }
   SECTION("a node of another cluster") {
-    CHECK_THAT(diagnose_tls("127.0.0.1", server.port(), foreign_files, 5s),
-               Contains("the server's certificate is not signed by our cluster "
-                        "CA"));
+    CHECK_THAT(
+      error_text(diagnose_tls("127.0.0.1", server.port(), foreign_files, 5s)),
+      Contains("the server's certificate is not signed by our cluster "
+               "CA"));
   }
   SECTION("a server that trusts another CA than the one it got its "
           "certificate from") {
@@ -620,30 +639,34 @@ TEST_CASE("diagnose_tls explains how a handshake went", "[runtime][security]") {
     // seen our certificate: the refusal arrives afterwards as an alert.
     tls_files confused{foreign_files.ca, server_files.cert, server_files.key};
     test_server picky{test_server::kind::tls, confused};
-    CHECK_THAT(diagnose_tls("127.0.0.1", picky.port(), friend_files, 5s),
-               Contains("the server refused our certificate")
-                 && Contains("TLS alert: unknown ca"));
+    CHECK_THAT(
+      error_text(diagnose_tls("127.0.0.1", picky.port(), friend_files, 5s)),
+      Contains("the server refused our certificate")
+        && Contains("TLS alert: unknown ca"));
   }
   SECTION("a node whose certificate is not from its own CA") {
     // diagnose_tls checks our files first: they explain more than the server.
     tls_files mixed{friend_files.ca, foreign_files.cert, foreign_files.key};
-    CHECK_THAT(diagnose_tls("127.0.0.1", server.port(), mixed, 5s),
+    CHECK_THAT(error_text(diagnose_tls("127.0.0.1", server.port(), mixed, 5s)),
                Contains("our own TLS files are unusable")
                  && Contains("not signed by the CA"));
   }
   SECTION("a server that does not speak TLS") {
     test_server plain{test_server::kind::plain, {}};
-    CHECK_THAT(diagnose_tls("127.0.0.1", plain.port(), friend_files, 5s),
-               Contains("does not speak TLS"));
+    CHECK_THAT(
+      error_text(diagnose_tls("127.0.0.1", plain.port(), friend_files, 5s)),
+      Contains("does not speak TLS"));
   }
   SECTION("a server that never answers") {
     listener silent;
-    CHECK_THAT(diagnose_tls("127.0.0.1", silent.port, friend_files, 300ms),
-               Contains("did not complete the TLS handshake within 300 ms"));
+    CHECK_THAT(
+      error_text(diagnose_tls("127.0.0.1", silent.port, friend_files, 300ms)),
+      Contains("did not complete the TLS handshake within 300 ms"));
   }
   SECTION("a closed port") {
-    CHECK_THAT(diagnose_tls("127.0.0.1", closed_port(), friend_files, 5s),
-               Contains("connection refused"));
+    CHECK_THAT(
+      error_text(diagnose_tls("127.0.0.1", closed_port(), friend_files, 5s)),
+      Contains("connection refused"));
   }
   SECTION("a node with an encrypted key") {
     auto* fp = std::fopen(friend_files.key.c_str(), "r");
@@ -653,14 +676,14 @@ TEST_CASE("diagnose_tls explains how a handshake went", "[runtime][security]") {
     REQUIRE(plain);
     write_key(friend_files.key, plain.get(), "secret123");
     CHECK(
-      diagnose_tls("127.0.0.1", server.port(), friend_files, 5s, "secret123")
-      == "");
-    CHECK_THAT(diagnose_tls("127.0.0.1", server.port(), friend_files, 5s),
-               Contains("no passphrase was given"));
+      !diagnose_tls("127.0.0.1", server.port(), friend_files, 5s, "secret123"));
+    CHECK_THAT(
+      error_text(diagnose_tls("127.0.0.1", server.port(), friend_files, 5s)),
+      Contains("no passphrase was given"));
   }
   SECTION("our own files are broken") {
     tls_files broken{friend_files.ca, friend_files.cert, foreign_files.key};
-    CHECK_THAT(diagnose_tls("127.0.0.1", server.port(), broken, 5s),
+    CHECK_THAT(error_text(diagnose_tls("127.0.0.1", server.port(), broken, 5s)),
                Contains("our own TLS files") && Contains("does not belong"));
   }
   CHECK(steady::now() - started < 5s);
@@ -669,8 +692,9 @@ TEST_CASE("diagnose_tls explains how a handshake went", "[runtime][security]") {
 TEST_CASE("probe_tcp tells an open port from a closed one",
           "[runtime][security]") {
   listener open_port;
-  CHECK(probe_tcp("127.0.0.1", open_port.port, 2s) == "");
-  CHECK(probe_tcp("127.0.0.1", closed_port(), 2s) == "connection refused");
+  CHECK(!probe_tcp("127.0.0.1", open_port.port, 2s));
+  CHECK(error_text(probe_tcp("127.0.0.1", closed_port(), 2s))
+        == "connection refused");
 }
 
 TEST_CASE("is_loopback knows loopback addresses and names",
@@ -685,8 +709,9 @@ TEST_CASE("is_loopback knows loopback addresses and names",
 
 TEST_CASE("make_private_dir creates a directory only its owner can enter",
           "[runtime][security]") {
-  std::string dir;
-  REQUIRE(make_private_dir(dir) == "");
+  auto made = make_private_dir();
+  REQUIRE(made);
+  auto dir = *made;
   CHECK_THAT(dir, Contains("troupe-tls-"));
   CHECK(file_mode(dir) == 0700);
   write_text(dir + "/file", "x");

@@ -1007,9 +1007,9 @@ caf::behavior attempt(caf::event_based_actor* self, caf::actor dialer,
                       const net_config* cfg, std::string host, uint16_t port,
                       std::chrono::milliseconds timeout) {
   auto address = host + ":" + std::to_string(port);
-  if (auto why = security::probe_tcp(host, port, timeout); !why.empty()) {
+  if (auto why = probe_tcp(host, port, timeout)) {
     self->send(dialer, bus_attempt_atom::value,
-               "cannot reach " + address + ": " + why);
+               "cannot reach " + address + ": " + error_text(why));
     self->quit();
     return {};
   }

@@ -154,9 +154,8 @@ void connect(worker_ptr self) {
   // CAF's connect blocks until the kernel gives up on a silent host (minutes)
   // and holds up every other connect meanwhile; probe first. This actor runs
   // on its own thread, so blocking here stalls nobody else.
-  if (auto why = security::probe_tcp(st.opts.host, st.opts.port, timeout);
-      !why.empty()) {
-    retry(self, "cannot reach " + address(st.opts) + ": " + why);
+  if (auto why = probe_tcp(st.opts.host, st.opts.port, timeout)) {
+    retry(self, "cannot reach " + address(st.opts) + ": " + error_text(why));
     return;
   }
   auto mm = connector(self->system(), *st.cfg);

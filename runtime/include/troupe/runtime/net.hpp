@@ -10,6 +10,7 @@
 
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/security.hpp"
+#include "troupe/runtime/tcp.hpp"
 
 namespace troupe {
 
