@@ -50,14 +50,14 @@ void print_list(const std::vector<int32_t>& xs) {
 }
 
 // Runs the three steps of seed 002; returns the exit code.
-int multicore(caf::actor_system& sys, size_t workers) {
+int multicore(troupe::node& n, size_t workers) {
   // Start the pool: `workers` worker actors under a supervisor.
-  troupe::supervision::pool pool{sys, {workers, false}};
+  troupe::supervision::pool pool{n, {workers, false}};
   // Step 1: map job over 0..9; the results come back in input order.
   std::vector<int32_t> inputs{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   auto squares = pool.map(job, inputs);
   if (!squares) {
-    std::cerr << "pool_map: " << sys.render(squares.error()) << "\n";
+    std::cerr << "pool_map: " << n.system().render(squares.error()) << "\n";
     return 1;
   }
   print_list(*squares);
@@ -65,7 +65,7 @@ int multicore(caf::actor_system& sys, size_t workers) {
   auto four = pool.apply_async([] { return job(2); });
   auto x = four ? four->get(std::chrono::seconds(10)) : four.error();
   if (!x) {
-    std::cerr << "pool_map: " << sys.render(x.error()) << "\n";
+    std::cerr << "pool_map: " << n.system().render(x.error()) << "\n";
     return 1;
   }
   std::cout << *x << std::endl;
@@ -75,7 +75,7 @@ int multicore(caf::actor_system& sys, size_t workers) {
     auto r = pool.apply_async([i] { return job(i); });
     auto y = r ? r->get(std::chrono::seconds(10)) : r.error();
     if (!y) {
-      std::cerr << "pool_map: " << sys.render(y.error()) << "\n";
+      std::cerr << "pool_map: " << n.system().render(y.error()) << "\n";
       return 1;
     }
     again.push_back(*y);
@@ -98,6 +98,6 @@ int main(int argc, char** argv) {
       }
       // The pool is destroyed (its actors stopped) before run() waits for
       // the node's actors to exit.
-      return multicore(n.system(), static_cast<size_t>(cfg.workers));
+      return multicore(n, static_cast<size_t>(cfg.workers));
     });
 }

@@ -85,12 +85,12 @@ void long_time_task(int name, double seconds) {
   print(line.str());
 }
 
-int run_tasks(caf::actor_system& sys, const config& cfg) {
+int run_tasks(troupe::node& n, const config& cfg) {
   print("Parent process " + std::to_string(getpid()) + ".");
   std::mt19937 gen{
     static_cast<uint32_t>(cfg.seed != 0 ? cfg.seed : std::random_device{}())};
   // Pool(4): four workers, each on a thread of its own since tasks sleep.
-  troupe::supervision::pool p{sys, {4, true}};
+  troupe::supervision::pool p{n, {4, true}};
   for (int i = 0; i < 5; ++i) {
     // The seed's random.random() * 3, drawn here so a seed fixes them all.
     auto seconds = static_cast<double>(gen()) / 4294967296.0 * cfg.max_sleep;
@@ -102,12 +102,12 @@ int run_tasks(caf::actor_system& sys, const config& cfg) {
   // Bounded: the schedule takes at most two sleeps.
   auto bound = std::chrono::duration<double>(2 * cfg.max_sleep + 30);
   if (auto err = p.join(std::chrono::duration_cast<caf::timespan>(bound))) {
-    std::cerr << "pool_async: " << sys.render(err) << "\n";
+    std::cerr << "pool_async: " << n.system().render(err) << "\n";
     return 1;
   }
   print("All subprocesses done.");
   // Callbacks: one worker runs both jobs in turn, so they print in order.
-  troupe::supervision::pool q{sys, {1, false}};
+  troupe::supervision::pool q{n, {1, false}};
   auto ok
     = q.apply_async([] { return 5 * 5; },
                     [](const int& x) {
@@ -115,8 +115,8 @@ int run_tasks(caf::actor_system& sys, const config& cfg) {
                     });
   auto bad = q.apply_async(
     []() -> int { throw std::runtime_error("task 6 gave up"); }, {},
-    [&sys](const caf::error& err) {
-      print("error_callback: task 6 failed: " + sys.render(err));
+    [&n](const caf::error& err) {
+      print("error_callback: task 6 failed: " + n.system().render(err));
     });
   q.close();
   return ok && bad && !q.join(10s) ? 0 : 1;
@@ -131,6 +131,6 @@ int main(int argc, char** argv) {
         std::cerr << "pool_async: --max-sleep must be within [0, 3600]\n";
         return 2;
       }
-      return run_tasks(n.system(), cfg);
+      return run_tasks(n, cfg);
     });
 }

@@ -19,6 +19,7 @@
 
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/node.hpp"
 
 namespace troupe::supervision {
 
@@ -38,7 +39,8 @@ struct fixture {
     return cfg;
   }
   troupe::config cfg;
-  caf::actor_system sys{init(cfg)};
+  troupe::node host{init(cfg)};
+  caf::actor_system& sys = host.system();
 };
 
 // Lets `n` threads wait until all of them have arrived, or until `patience`.
@@ -65,7 +67,7 @@ private:
 
 TEST_CASE_METHOD(fixture, "map returns the results in input order",
                  "[actors][pool]") {
-  pool p{sys, pool_options{4, false}};
+  pool p{host, pool_options{4, false}};
   std::vector<int> xs(1000);
   for (int i = 0; i < 1000; ++i)
     xs[static_cast<size_t>(i)] = i;
@@ -78,7 +80,7 @@ TEST_CASE_METHOD(fixture, "map returns the results in input order",
 
 TEST_CASE_METHOD(fixture, "map reports the first failure in input order",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   auto ys = p.map(
     [](int x) {
       if (x == 3)
@@ -93,7 +95,7 @@ TEST_CASE_METHOD(fixture, "map reports the first failure in input order",
 
 TEST_CASE_METHOD(fixture, "apply_async returns a handle to the result",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   SECTION("get returns the value") {
     auto r = p.apply_async([] { return std::string{"hello"}; });
     REQUIRE(r);
@@ -123,7 +125,7 @@ TEST_CASE_METHOD(fixture, "apply_async returns a handle to the result",
 
 TEST_CASE_METHOD(fixture, "callback and error_callback are each called once",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   std::atomic<int> values{0};
   std::atomic<int> errors{0};
   std::atomic<int> last_value{0};
@@ -162,7 +164,7 @@ TEST_CASE_METHOD(fixture,
                  "a throwing job reports its error and the pool carries on",
                  "[actors][pool]") {
   // One worker: the later jobs can only finish on its restarted successor.
-  pool p{sys, pool_options{1, false}};
+  pool p{host, pool_options{1, false}};
   auto bad = p.apply_async([]() -> int { throw std::runtime_error("boom"); });
   REQUIRE(bad);
   auto err = bad->get(patience);
@@ -187,7 +189,7 @@ TEST_CASE_METHOD(fixture,
 
 TEST_CASE_METHOD(fixture, "threads may submit to one pool concurrently",
                  "[actors][pool]") {
-  pool p{sys, pool_options{3, false}};
+  pool p{host, pool_options{3, false}};
   constexpr int per_thread = 100;
   std::vector<std::vector<caf::expected<int>>> results(4);
   std::vector<std::thread> threads;
@@ -212,7 +214,7 @@ TEST_CASE_METHOD(fixture, "threads may submit to one pool concurrently",
 
 TEST_CASE_METHOD(fixture, "close stops submissions and join needs close",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   CHECK(p.join() == errc::pool_running);
   CHECK(p.join(1ms) == errc::pool_running);
   p.close();
@@ -227,7 +229,7 @@ TEST_CASE_METHOD(fixture, "close stops submissions and join needs close",
 
 TEST_CASE_METHOD(fixture, "join waits for every submitted job",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   std::atomic<int> done{0};
   for (int i = 0; i < 10; ++i)
     REQUIRE(p.apply_async([&done] {
@@ -241,7 +243,7 @@ TEST_CASE_METHOD(fixture, "join waits for every submitted job",
 
 TEST_CASE_METHOD(fixture, "join with a timeout reports jobs still running",
                  "[actors][pool]") {
-  pool p{sys, pool_options{1, true}};
+  pool p{host, pool_options{1, true}};
   std::promise<void> go;
   auto gate = go.get_future().share();
   auto r = p.apply_async([gate] { return gate.wait_for(patience); });
@@ -259,7 +261,7 @@ TEST_CASE_METHOD(fixture, "join with a timeout reports jobs still running",
 
 TEST_CASE_METHOD(fixture, "void jobs report success or failure",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   std::atomic<int> runs{0};
   std::atomic<int> values{0};
   std::atomic<int> errors{0};
@@ -293,7 +295,7 @@ TEST_CASE_METHOD(fixture,
   // One worker, held by a job until `go`; two more jobs wait in the queue.
   auto blocking = GENERATE(false, true);
   CAPTURE(blocking);
-  pool p{sys, pool_options{1, blocking}};
+  pool p{host, pool_options{1, blocking}};
   std::promise<void> started;
   std::promise<void> go;
   auto gate = go.get_future().share();
@@ -364,7 +366,7 @@ TEST_CASE_METHOD(fixture,
                  "[actors][pool]") {
   auto blocking = GENERATE(false, true);
   CAPTURE(blocking);
-  auto p = std::make_unique<pool>(sys, pool_options{1, blocking});
+  auto p = std::make_unique<pool>(host, pool_options{1, blocking});
   // The running job outlives the pool: it shares what it uses.
   auto started = std::make_shared<std::promise<void>>();
   auto returned = std::make_shared<std::atomic<bool>>(false);
@@ -401,7 +403,7 @@ TEST_CASE_METHOD(fixture,
 TEST_CASE_METHOD(fixture,
                  "idle workers pull jobs: none waits behind a slow one",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   std::mutex mtx;
   std::condition_variable cv;
   std::vector<int> finished; // job ids in the order they finished
@@ -434,7 +436,7 @@ TEST_CASE_METHOD(fixture,
 
 TEST_CASE_METHOD(fixture, "no more jobs run at once than the pool's size",
                  "[actors][pool]") {
-  pool p{sys, pool_options{2, false}};
+  pool p{host, pool_options{2, false}};
   CHECK(p.size() == 2);
   std::atomic<int> running{0};
   std::atomic<int> max_running{0};
@@ -457,7 +459,7 @@ TEST_CASE_METHOD(fixture, "no more jobs run at once than the pool's size",
 
 TEST_CASE_METHOD(fixture, "the default size is one worker per core",
                  "[actors][pool]") {
-  pool p{sys, pool_options{}};
+  pool p{host, pool_options{}};
   CHECK(p.size() == std::max(1u, std::thread::hardware_concurrency()));
 }
 
@@ -466,7 +468,7 @@ TEST_CASE_METHOD(fixture, "blocking pools run each worker on its own thread",
   // More workers than the scheduler has threads: all of them are inside a
   // job at once only if each has a thread of its own.
   constexpr size_t n = 6;
-  pool p{sys, pool_options{n, true}};
+  pool p{host, pool_options{n, true}};
   rendezvous all{n};
   std::mutex mtx;
   std::set<std::thread::id> threads;

@@ -17,6 +17,7 @@
 #include <caf/stateful_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include "troupe/runtime/node.hpp"
 #include "troupe/supervision/supervisor.hpp"
 
 // Jobs only travel between actors of one process: no serialization needed.
@@ -161,8 +162,10 @@ caf::behavior pool_worker(caf::event_based_actor* self, caf::actor disp) {
 
 } // namespace
 
-pool::pool(caf::actor_system& sys, pool_options opts)
+pool::pool(node& host, pool_options opts)
     : size_(opts.size), tracker_(std::make_shared<detail::pool_tracker>()) {
+  // Not top-level actors of `host`: the pool ends them itself (terminate).
+  auto& sys = host.system();
   if (size_ == 0)
     size_ = std::max(1u, std::thread::hardware_concurrency());
   dispatcher_ = sys.spawn(dispatcher);

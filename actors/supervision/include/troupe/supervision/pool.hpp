@@ -1,12 +1,9 @@
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -19,6 +16,8 @@
 #include <caf/unit.hpp>
 
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/fwd.hpp"
+#include "troupe/runtime/one_shot.hpp"
 #include "troupe/supervision/errc.hpp"
 
 namespace troupe::supervision {
@@ -85,44 +84,31 @@ using result_callback = typename detail::callback_of<R>::type;
 
 namespace detail {
 
-/// The shared state of an `async_result<R>`. Invariant: once `result` is set
-/// it never changes (the first delivery wins), and `ready` turns true only
-/// after the matching callback ran. @private
+/// The shared state of an `async_result<R>`: the result, delivered once, and
+/// the callbacks that run when it arrives (before `get` returns). @private
 template <class R>
 struct result_state {
-  std::mutex mtx;
-  std::condition_variable cv;
-  std::optional<caf::expected<R>> result;
-  bool ready = false;
+  one_shot<R> result;
   result_callback<R> callback;
   std::function<void(const caf::error&)> error_callback;
 
   // Stores `x` unless a result is already there; then runs the matching
   // callback and wakes `get`. Returns whether `x` was stored.
   bool deliver(caf::expected<R> x) {
-    {
-      std::lock_guard<std::mutex> guard{mtx};
-      if (result)
-        return false;
-      result = std::move(x);
-    }
-    // `result` no longer changes: read it without the lock.
-    try {
-      if (*result && callback) {
-        if constexpr (std::is_void_v<R>)
-          callback();
-        else
-          callback(**result);
-      } else if (!*result && error_callback) {
-        error_callback(result->error());
+    return result.deliver(std::move(x), [this](const caf::expected<R>& y) {
+      try {
+        if (y && callback) {
+          if constexpr (std::is_void_v<R>)
+            callback();
+          else
+            callback(*y);
+        } else if (!y && error_callback) {
+          error_callback(y.error());
+        }
+      } catch (...) {
+        report_callback_failure(std::current_exception());
       }
-    } catch (...) {
-      report_callback_failure(std::current_exception());
-    }
-    std::lock_guard<std::mutex> guard{mtx};
-    ready = true;
-    cv.notify_all();
-    return true;
+    });
   }
 };
 
@@ -194,8 +180,7 @@ public:
 
   /// Returns whether the result is there (and its callback ran).
   bool ready() const {
-    std::lock_guard<std::mutex> guard{st_->mtx};
-    return st_->ready;
+    return st_->result.ready();
   }
 
   /// Waits up to `timeout` for the result. Returns the job's value; its
@@ -203,19 +188,14 @@ public:
   /// `troupe::errc::closed` if `pool::terminate` (or the pool's destructor)
   /// stopped the pool before the job returned; or `troupe::errc::timeout` if
   /// none of these happened in time.
-  caf::expected<R> get(caf::timespan timeout) const {
-    std::unique_lock<std::mutex> guard{st_->mtx};
-    if (!st_->cv.wait_for(guard, timeout, [this] { return st_->ready; }))
-      return caf::make_error(troupe::errc::timeout, "job still running");
-    return *st_->result;
+  [[nodiscard]] caf::expected<R> get(caf::timespan timeout) const {
+    return st_->result.wait(timeout, "job still running");
   }
 
   /// Waits as long as it takes for the result; see `get(timeout)`. A job that
   /// never returns keeps it waiting until the pool is terminated.
-  caf::expected<R> get() const {
-    std::unique_lock<std::mutex> guard{st_->mtx};
-    st_->cv.wait(guard, [this] { return st_->ready; });
-    return *st_->result;
+  [[nodiscard]] caf::expected<R> get() const {
+    return st_->result.wait();
   }
 
 private:
@@ -259,12 +239,11 @@ struct pool_options {
 /// a non-blocking pool, it also holds one of the scheduler's threads).
 ///
 /// Thread-safety: all member functions may be called from any thread
-/// concurrently, except the destructor. Destroy the pool before its
-/// `caf::actor_system`.
+/// concurrently, except the destructor. Destroy the pool before its node.
 class pool {
 public:
-  /// Starts `opts.size` workers in `sys`.
-  pool(caf::actor_system& sys, pool_options opts);
+  /// Starts `opts.size` workers on `host`'s actor system.
+  pool(node& host, pool_options opts);
 
   /// Terminates the pool (see `terminate()`) and returns without waiting for
   /// jobs, as Python's `Pool` does when it is garbage-collected: queued jobs
