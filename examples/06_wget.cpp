@@ -10,7 +10,8 @@
 // event loop. The broker plays the event loop: it starts every connect, sends
 // each server `GET /` and prints the header lines as they arrive.
 //
-// CAF 0.17 connects only with a blocking `connect()` (caf-0.17.md §9), so the
+// CAF 0.17 connects only with a blocking `connect()` (its middleman's
+// `connect` waits for the kernel, up to minutes for a silent host), so the
 // broker connects by itself: a non-blocking `connect()` per host, a `poll()`
 // that never waits, repeated every 10 ms while connects are pending, and
 // `add_scribe(fd)` to hand CAF each connected socket. Each host has a deadline

@@ -92,7 +92,7 @@ caf::actor spawn_request_source(Where& where,
 /// items and more only as its consumers take its output, so its buffer stays
 /// within about a window. Returns a handle to give to a producer.
 /// Messaging interface: both sides of the stream protocol (see
-/// stream_protocol.hpp), consuming `In` and producing `Out`.
+/// troupe/stream/protocol.hpp), consuming `In` and producing `Out`.
 template <class In, class Out, class Where, class F,
           class Done = std::nullptr_t>
 stream_consumer<In>

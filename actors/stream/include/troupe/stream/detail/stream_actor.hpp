@@ -14,7 +14,7 @@
 #include "troupe/stream/protocol.hpp"
 
 // The base of the actors behind troupe/stream/stream.hpp; implemented in
-// actors/src/stream.cpp. Include troupe/stream/stream.hpp instead.
+// actors/stream/src/stream_actor.cpp. Include troupe/stream/stream.hpp instead.
 
 namespace troupe::stream::detail {
 
