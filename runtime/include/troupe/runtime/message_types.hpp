@@ -69,6 +69,7 @@ node_info make_node_info(std::string name, const caf::actor_system_config& cfg);
 
 /// Returns an error of code `errc::registry_mismatch` naming the types that
 /// only one side registered, or no error if the registries match.
-caf::error compare_registries(const node_info& local, const node_info& remote);
+[[nodiscard]] caf::error compare_registries(const node_info& local,
+                                            const node_info& remote);
 
 } // namespace troupe

@@ -69,7 +69,8 @@ public:
 
   /// Waits up to `timeout` for the value and returns a copy of it, or
   /// `errc::timeout` with `what` as its message.
-  caf::expected<T> wait(caf::timespan timeout, const std::string& what) const {
+  [[nodiscard]] caf::expected<T> wait(caf::timespan timeout,
+                                      const std::string& what) const {
     std::unique_lock<std::mutex> guard{mtx_};
     if (!cv_.wait_for(guard, timeout, [this] { return ready_; }))
       return caf::make_error(errc::timeout, what);
@@ -77,7 +78,7 @@ public:
   }
 
   /// Waits as long as it takes for the value and returns a copy of it.
-  caf::expected<T> wait() const {
+  [[nodiscard]] caf::expected<T> wait() const {
     std::unique_lock<std::mutex> guard{mtx_};
     cv_.wait(guard, [this] { return ready_; });
     return *value_;
@@ -85,7 +86,8 @@ public:
 
   /// Like `wait(timeout, what)`, but moves the value out: for the one
   /// waiter of a slot that nobody else reads.
-  caf::expected<T> take(caf::timespan timeout, const std::string& what) {
+  [[nodiscard]] caf::expected<T> take(caf::timespan timeout,
+                                      const std::string& what) {
     std::unique_lock<std::mutex> guard{mtx_};
     if (!cv_.wait_for(guard, timeout, [this] { return ready_; }))
       return caf::make_error(errc::timeout, what);

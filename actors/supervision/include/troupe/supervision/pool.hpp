@@ -42,7 +42,7 @@ public:
   /// Runs the job unless it was cancelled, delivers its result and counts it
   /// as finished. Returns the error if the job threw (the worker then exits
   /// with it), else none.
-  caf::error run();
+  [[nodiscard]] caf::error run();
 
   /// Fails the job's result with `err`, unless it already has one.
   virtual void fail(caf::error err) = 0;
@@ -59,7 +59,7 @@ private:
 };
 
 /// Returns `troupe::errc::job_failed` with the message of the exception `ep`.
-caf::error job_error(const std::exception_ptr& ep);
+[[nodiscard]] caf::error job_error(const std::exception_ptr& ep);
 
 /// Reports an exception thrown by a result callback. @private
 void report_callback_failure(const std::exception_ptr& ep);
@@ -332,7 +332,7 @@ public:
   [[nodiscard]] caf::error join(caf::timespan timeout);
 
 private:
-  caf::error submit(std::shared_ptr<detail::pool_job> job);
+  [[nodiscard]] caf::error submit(std::shared_ptr<detail::pool_job> job);
 
   size_t size_;
   std::shared_ptr<detail::pool_tracker> tracker_;
