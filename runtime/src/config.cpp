@@ -116,9 +116,8 @@ config::config() {
   set("scheduler.policy", caf::atom("stealing"));
   set("work-stealing.aggressive-steal-interval", size_t{1000});
   set("work-stealing.moderate-steal-interval", size_t{1000});
-  add_error_category(caf::atom("troupe"), [](uint8_t code, caf::atom_value,
-                                             const caf::message& ctx) {
-    return detail::render_error(to_string(static_cast<errc>(code)), ctx);
+  troupe::add_error_category(*this, caf::atom("troupe"), [](uint8_t code) {
+    return to_string(static_cast<errc>(code));
   });
   troupe::add_message_types(*this);
   detail::run_registrars(*this);

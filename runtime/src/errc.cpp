@@ -1,5 +1,7 @@
 #include "troupe/runtime/errc.hpp"
 
+#include <caf/actor_system_config.hpp>
+
 namespace troupe {
 
 std::string to_string(errc x) {
@@ -30,6 +32,14 @@ std::string to_string(errc x) {
       return "job_failed";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
+}
+
+void add_error_category(caf::actor_system_config& cfg, caf::atom_value category,
+                        std::string (*name)(uint8_t code)) {
+  cfg.add_error_category(
+    category, [name](uint8_t code, caf::atom_value, const caf::message& ctx) {
+      return detail::render_error(name(code), ctx);
+    });
 }
 
 namespace detail {

@@ -15,12 +15,9 @@ std::string to_string(errc x) {
 }
 
 void add_message_types(caf::actor_system_config& cfg) {
-  cfg.add_error_category(
-    caf::atom("troupe_bus"),
-    [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-      return troupe::detail::render_error(to_string(static_cast<errc>(code)),
-                                          ctx);
-    });
+  troupe::add_error_category(cfg, caf::atom("troupe_bus"), [](uint8_t code) {
+    return to_string(static_cast<errc>(code));
+  });
 }
 
 } // namespace troupe::bus

@@ -20,12 +20,9 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<worker_hello>("troupe.worker_hello");
   cfg.add_message_type<task_msg>("troupe.task_msg");
   cfg.add_message_type<result_msg>("troupe.result_msg");
-  cfg.add_error_category(
-    caf::atom("troupe_q"),
-    [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-      return troupe::detail::render_error(to_string(static_cast<errc>(code)),
-                                          ctx);
-    });
+  troupe::add_error_category(cfg, caf::atom("troupe_q"), [](uint8_t code) {
+    return to_string(static_cast<errc>(code));
+  });
 }
 
 } // namespace troupe::queue

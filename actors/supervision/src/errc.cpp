@@ -17,12 +17,9 @@ std::string to_string(errc x) {
 }
 
 void add_message_types(caf::actor_system_config& cfg) {
-  cfg.add_error_category(
-    caf::atom("troupe_sup"),
-    [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-      return troupe::detail::render_error(to_string(static_cast<errc>(code)),
-                                          ctx);
-    });
+  troupe::add_error_category(cfg, caf::atom("troupe_sup"), [](uint8_t code) {
+    return to_string(static_cast<errc>(code));
+  });
 }
 
 } // namespace troupe::supervision

@@ -3,7 +3,9 @@
 #include <cstdint>
 #include <string>
 
+#include <caf/atom.hpp>
 #include <caf/error.hpp>
+#include <caf/fwd.hpp>
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
@@ -60,6 +62,12 @@ std::string to_string(errc x);
 /// Returns the text to show a user for `err`: its message if it carries one
 /// (troupe's errors do), otherwise CAF's rendering of it.
 std::string error_text(const caf::error& err);
+
+/// Registers the error enum of `category` with `cfg`, so that CAF renders
+/// its errors as every troupe error renders: `troupe_error(<name>,
+/// <context>)`, with `name(code)` as the name.
+void add_error_category(caf::actor_system_config& cfg, caf::atom_value category,
+                        std::string (*name)(uint8_t code));
 
 namespace detail {
 
