@@ -7,8 +7,9 @@
 
 #include "troupe/bus/message.hpp"
 
-// The hook through which a cross-node router (not part of this tree yet)
-// joins a `bus` to the buses of other nodes; see `bus_router`.
+// The hook through which a cross-node router joins a `bus` to the buses of
+// other nodes; see `bus_router`. `bus_cluster` (bus/cluster.hpp) is the
+// router of this library.
 
 namespace troupe::bus {
 
@@ -28,7 +29,7 @@ struct bus_interest {
 ///
 /// - Interest: the bus reports each (pattern, queue group) pair that gains
 ///   its first local subscription or loses its last one; the router sends
-///   these to its peers, which keep them in a `subject_index` per node.
+///   these to its peers, which keep them in an index per peer.
 /// - Outbound: every message published on this node (not one injected) is
 ///   handed to `route` after local delivery, with the queue groups that
 ///   already got a local member. The router forwards one copy to each node

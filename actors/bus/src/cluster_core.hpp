@@ -1,0 +1,157 @@
+#pragma once
+
+// Private: the state that publishers and the router actor of a bus cluster
+// share (`cluster_core`), which is also the bus's router hook, and a link to
+// a peer as both see it (`cluster_link`).
+//
+// Threads: `cluster_core::route` runs on publishers' threads and reads the
+// routing table (`links` and what each advertised) under a shared lock; the
+// router actor (cluster_router.hpp) owns everything else and changes the
+// table under the exclusive lock. Each link has an outbound buffer of
+// encoded messages (wire.hpp) under its own mutex: publishers append, the
+// router swaps it out and sends it as one CAF message when fewer than
+// `window` batches are unacknowledged.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/actor_cast.hpp>
+
+#include "troupe/bus/cluster.hpp"
+#include "troupe/bus/router.hpp"
+#include "troupe/runtime/fwd.hpp"
+
+#include "interest_table.hpp"
+
+namespace troupe::bus::detail {
+
+/// A peer as publishers see it: what it advertised, and the buffer of
+/// messages on their way to it.
+struct cluster_link {
+  uint64_t id = 0;
+  caf::actor remote;
+  std::string name;
+  uint64_t node = 0;
+  std::string address;
+  /// Set once its hello arrived: only then does routing consider it.
+  bool up = false;
+
+  // -- what it advertised (under the table lock) --
+
+  /// The (pattern, queue group) pairs the peer advertised, each once (the
+  /// router adds a pair only if absent); nodes' presence is not in here.
+  interest_table keys;
+
+  // -- outbound (under mtx) --
+  std::mutex mtx;
+  std::condition_variable room;
+  std::string buf;
+  size_t buffered = 0;
+  bool flush_pending = false;
+  bool stalled = false;
+  bool dead = false;
+
+  // -- the router's alone --
+  uint32_t inflight = 0;
+};
+
+/// The state publishers and the router share; also the bus's router hook.
+///
+/// Thread-safety: `route`, `forward` and `interested` may be called from
+/// any thread; `links` and each link's `up` and `keys` change only on the
+/// router's thread, under the exclusive `table_mtx`; the counters are
+/// atomic; `wait_mtx` guards the waiters' fields.
+class cluster_core : public bus_router {
+public:
+  cluster_core(node& hst, const net_config& config, cluster_options options);
+
+  ~cluster_core() override;
+
+  // -- bus_router -------------------------------------------------------------
+
+  /// Tells the router (`bus_local_atom`).
+  void interest_changed(bool added, const bus_interest& x) override;
+
+  size_t route(const bus_message_view& msg,
+               const std::vector<std::string_view>& served_groups) override;
+
+  // -- routing ----------------------------------------------------------------
+
+  /// Hands `msg` to every link but `from` that wants it: plain subscribers
+  /// if `plain`; groups: with `all_groups`, every group not in `groups`
+  /// (those were served), else only those in `groups`. Returns the number
+  /// of links it went to. `may_wait`: whether a full buffer may make the
+  /// caller wait (publishers) or not (the router, which empties them).
+  size_t forward(const bus_message_view& msg, uint64_t from, bool plain,
+                 const std::vector<std::string_view>& groups, uint8_t hops,
+                 bool all_groups, bool may_wait = true,
+                 bool* over_limit = nullptr);
+
+  /// Appends one record to `l`'s buffer; wakes the router if the buffer was
+  /// empty. Returns false if the message was dropped.
+  bool append(cluster_link& l, const bus_message_view& msg, uint8_t hops,
+              bool plain, const std::vector<std::string_view>& groups,
+              bool may_wait, bool* over_limit);
+
+  /// Returns whether a link advertises interest matching `subject`.
+  bool interested(std::string_view subject);
+
+  /// Wakes the waiters of `wait_for_interest`: the peers' interest changed.
+  void notify_interest();
+
+  // -- state ------------------------------------------------------------------
+
+  node& host;
+  const net_config& cfg;
+  cluster_options opts;
+  /// This node's id in the cluster, random.
+  uint64_t id = 0;
+  /// The router actor. Weak: the bus keeps this object alive in per-thread
+  /// caches, and a strong reference would keep the dead router's thread
+  /// waiting, and with it the actor system's shutdown.
+  caf::actor_addr router_addr;
+  std::atomic<bool> closed{false};
+
+  caf::actor router() const {
+    return caf::actor_cast<caf::actor>(router_addr);
+  }
+
+  std::atomic<size_t> turn{0};
+
+  std::shared_mutex table_mtx;
+  std::map<uint64_t, std::shared_ptr<cluster_link>> links;
+
+  std::atomic<uint64_t> sent{0};
+  std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> losses{0};
+
+  // Waiters of `connect` and `wait_for_interest`.
+  std::mutex wait_mtx;
+  std::condition_variable wait_cv;
+  uint64_t interest_version = 0;
+  /// Per dialer: up once, and why its last attempt failed.
+  struct dial_status {
+    bool up = false;
+    uint64_t failures = 0;
+    std::string last_error;
+  };
+  std::map<uint64_t, dial_status> dials;
+  uint64_t next_dial = 1;
+};
+
+using core_ptr = std::shared_ptr<cluster_core>;
+using link_ptr = std::shared_ptr<cluster_link>;
+
+} // namespace troupe::bus::detail

@@ -1,0 +1,95 @@
+#pragma once
+
+// Private: the router actor of a bus cluster, one per node. It links to the
+// routers of other nodes, exchanges subscription interest with them, sends
+// them the batches that publishers fill (cluster_core.hpp), and delivers and
+// forwards the batches it receives. The dialers of `bus_cluster`
+// (cluster.cpp) find peers for it.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/atom.hpp>
+#include <caf/behavior.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "troupe/bus/fwd.hpp"
+
+#include "cluster_core.hpp"
+#include "interest_table.hpp"
+
+namespace troupe::bus::detail {
+
+// Within a node: publishers, the bus, dialers and `bus_cluster` tell the
+// router (see `router` for what each means).
+using bus_flush_atom = caf::atom_constant<caf::atom("busflush")>;
+using bus_local_atom = caf::atom_constant<caf::atom("buslocal")>;
+using bus_dialed_atom = caf::atom_constant<caf::atom("busdialed")>;
+using bus_drain_atom = caf::atom_constant<caf::atom("busdrain")>;
+using bus_redial_atom = caf::atom_constant<caf::atom("busredial")>;
+
+/// A (pattern, queue group) pair. An empty pattern marks a node's presence
+/// (the group is then its id): nodes are advertised like interest, which is
+/// how a connect that would close a loop is recognised.
+using interest_key = std::pair<std::string, std::string>;
+
+/// State of the router actor (`router`).
+struct router_state {
+  core_ptr core;
+  bus* local = nullptr;
+  /// The interest of this node's bus, as it reported it
+  /// (`bus_local_atom`): what this node advertises, and which queue groups
+  /// of an inbound message have a member here. It counts, because the bus's
+  /// initial list may arrive after later changes.
+  interest_table local_interest;
+  /// Who has each interest: 0 for this node, else a link id. A link is
+  /// told of an interest if anyone but itself has it (split horizon).
+  std::map<interest_key, std::vector<uint64_t>> sources;
+  /// Links by id; ids from 1, never reused.
+  std::map<uint64_t, link_ptr> links;
+  std::map<caf::actor_addr, uint64_t> by_remote;
+  uint64_t next_link = 1;
+  /// Outbound links: dial id -> (dialer, link id or 0).
+  struct dial {
+    caf::actor dialer;
+    std::string address;
+    uint64_t link = 0;
+  };
+  std::map<uint64_t, dial> dials;
+  /// `flush` callers waiting for every buffer to empty.
+  std::vector<caf::response_promise> drains;
+  /// Acknowledgements held back while some buffer is over its limit.
+  std::vector<caf::response_promise> held;
+
+  static inline const char* name = "troupe.bus_router";
+};
+
+using router_ptr = caf::stateful_actor<router_state>*;
+
+/// Returns the behavior of the router of `core`'s node, which delivers what
+/// peers send to `local`. Messaging interface:
+/// - from this node:
+///   - `(bus_local_atom, bool added, std::string pattern, std::string
+///     group)`: the bus's interest changed (or its initial list); no reply.
+///   - `(bus_flush_atom, uint64_t link)`: publishers filled that link's
+///     empty buffer; no reply.
+///   - `(bus_drain_atom) -> unit`: replies once every buffer is empty and
+///     every batch acknowledged (`bus_cluster::flush`).
+///   - `(bus_redial_atom, uint64_t dial, std::string address)`: a dialer
+///     introduces itself; no reply.
+///   - `(bus_dialed_atom, uint64_t dial, caf::actor remote, std::string
+///     address)`: a dialer reached a peer's router; the router says hello
+///     and answers the dialer with `(bus_dialed_atom)` once linked.
+/// - from peers' routers: `(bus_hello_atom, ...)`, `(bus_interest_atom,
+///   ...)` and `(bus_batch_atom, ...)`, see cluster_router.cpp.
+/// - sends dialers `(bus_redial_atom, std::string why, bool was_up)` when
+///   their link went down or was refused.
+caf::behavior router(router_ptr self, core_ptr core, bus* local);
+
+} // namespace troupe::bus::detail
