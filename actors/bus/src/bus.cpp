@@ -1,6 +1,8 @@
 // The public members of `bus` and `bus_subscription`, which forward to the
-// bus's state (`bus_core`, core.hpp), and the payload type helpers declared
-// in message.hpp. The parts of the bus, and where they are:
+// bus's state (`bus_core`, core.hpp), and the bus's payload type error
+// declared in message.hpp (a payload's type identity and encoding are the
+// runtime's: troupe/runtime/payload.hpp). The parts of the bus, and where
+// they are:
 //
 // - core.hpp: the bus's state; subscribing, publishing, request/reply.
 // - subscription.hpp: a subscription, its buffer and its drainer actor; it
@@ -24,21 +26,6 @@
 namespace troupe::bus {
 
 namespace detail {
-
-uint64_t bus_type_tag(const char* mangled) {
-  // FNV-1a, 64 bit.
-  uint64_t h = 14695981039346656037ull;
-  for (auto* p = mangled; *p != '\0'; ++p) {
-    h ^= static_cast<unsigned char>(*p);
-    h *= 1099511628211ull;
-  }
-  return h == 0 ? 1 : h;
-}
-
-std::vector<char>& bus_scratch() {
-  thread_local std::vector<char> buf;
-  return buf;
-}
 
 caf::error bus_type_error(std::string_view subject, uint64_t actual, uint64_t) {
   std::string text = "the message on '";

@@ -197,7 +197,7 @@ public:
                        !std::is_convertible_v<const T&, std::string_view>>>
   [[nodiscard]] caf::error publish(std::string_view subject, const T& x) {
     return publish(bus_message_view{
-      subject, {}, detail::bus_encode(x), detail::bus_type_tag<T>()});
+      subject, {}, troupe::encode_scratch(x), troupe::type_tag<T>()});
   }
 
   /// Publishes `msg` as it is, e.g. with a `reply_to` subject of one's own.
@@ -213,7 +213,7 @@ public:
   [[nodiscard]] caf::error reply(const bus_message& request, const T& x) {
     return reply(request,
                  bus_message_view{
-                   {}, {}, detail::bus_encode(x), detail::bus_type_tag<T>()});
+                   {}, {}, troupe::encode_scratch(x), troupe::type_tag<T>()});
   }
 
   // -- subscribing ------------------------------------------------------------
@@ -248,7 +248,7 @@ public:
   request(std::string_view subject, const T& x, caf::timespan timeout) {
     return request(
       bus_message_view{
-        subject, {}, detail::bus_encode(x), detail::bus_type_tag<T>()},
+        subject, {}, troupe::encode_scratch(x), troupe::type_tag<T>()},
       timeout);
   }
 

@@ -4,52 +4,24 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <typeinfo>
 #include <vector>
 
-#include <caf/binary_deserializer.hpp>
-#include <caf/binary_serializer.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include "troupe/bus/errc.hpp"
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/payload.hpp"
 
 namespace troupe::bus {
 
 namespace detail {
 
-/// Returns the tag of the type whose mangled name is `mangled`: a 64-bit
-/// FNV-1a hash, never 0. @private
-uint64_t bus_type_tag(const char* mangled);
-
-/// Returns the tag that marks a payload holding a serialized `T`. @private
-template <class T>
-uint64_t bus_type_tag() {
-  static const uint64_t tag = bus_type_tag(typeid(T).name());
-  return tag;
-}
-
-/// Returns this thread's buffer for serializing payloads. @private
-std::vector<char>& bus_scratch();
-
-/// Serializes `x` into this thread's scratch buffer and returns a view of
-/// it, valid until the next call on this thread. @private
-template <class T>
-std::string_view bus_encode(const T& x) {
-  auto& buf = bus_scratch();
-  buf.clear();
-  caf::binary_serializer sink{nullptr, buf};
-  // Serializing into a vector fails only on allocation failure, which throws.
-  static_cast<void>(sink(const_cast<T&>(x)));
-  return {buf.data(), buf.size()};
-}
-
 /// Returns `troupe::errc::type_mismatch` for a payload that does not hold the
 /// type tagged `expected`. @private
-caf::error bus_type_error(std::string_view subject, uint64_t actual,
-                          uint64_t expected);
+[[nodiscard]] caf::error bus_type_error(std::string_view subject,
+                                        uint64_t actual, uint64_t expected);
 
 } // namespace detail
 
@@ -91,20 +63,19 @@ struct bus_message {
   /// Returns whether the payload holds a `T` (published as one).
   template <class T>
   bool is() const noexcept {
-    return type == detail::bus_type_tag<T>();
+    return type == troupe::type_tag<T>();
   }
 
   /// Returns the `T` in the payload, or `troupe::errc::type_mismatch` if the
   /// message holds raw bytes or another type (or does not decode).
   /// @pre `T` is default-constructible and inspectable.
   template <class T>
-  caf::expected<T> get() const {
-    auto expected_tag = detail::bus_type_tag<T>();
+  [[nodiscard]] caf::expected<T> get() const {
+    auto expected_tag = troupe::type_tag<T>();
     if (type != expected_tag)
       return detail::bus_type_error(subject, type, expected_tag);
     T x{};
-    caf::binary_deserializer source{nullptr, payload.data(), payload.size()};
-    if (source(x) || source.remaining() != 0)
+    if (troupe::from_bytes(payload.data(), payload.size(), x, true))
       return caf::make_error(troupe::errc::type_mismatch,
                              "cannot decode the payload of a message on '"
                                + subject + "'");
