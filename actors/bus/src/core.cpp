@@ -183,26 +183,23 @@ caf::expected<bus_message> bus_core::request(bus_message_view m,
   m.reply_to = reply_to;
   size_t receivers = 0;
   auto err = publish(m, &receivers);
-  std::unique_lock<std::mutex> guard{req_mtx_};
-  if (err || receivers == 0) {
+  auto forget = [this, rid] {
+    std::lock_guard<std::mutex> guard{req_mtx_};
     requests_.erase(rid);
+  };
+  if (err || receivers == 0) {
+    forget();
     if (err)
       return err;
     return caf::make_error(errc::no_responders,
                            "no subscriber for a request on '"
                              + std::string{m.subject} + "'");
   }
-  p->cv.wait_for(guard, timeout,
-                 [&p] { return p->reply.has_value() || p->failed; });
-  requests_.erase(rid);
-  if (p->reply)
-    return std::move(*p->reply);
-  if (p->failed)
-    return caf::make_error(troupe::errc::closed,
-                           "the bus ended before the reply");
-  return caf::make_error(troupe::errc::timeout,
-                         "no reply to a request on '" + std::string{m.subject}
-                           + "' within " + caf::deep_to_string(timeout));
+  auto result
+    = p->take(timeout, "no reply to a request on '" + std::string{m.subject}
+                         + "' within " + caf::deep_to_string(timeout));
+  forget(); // a reply after the timeout finds no request and is dropped
+  return result;
 }
 
 // -- the router hook ----------------------------------------------------------
@@ -235,10 +232,9 @@ void bus_core::shutdown() {
     sub->close();
   std::lock_guard<std::mutex> guard{req_mtx_};
   requests_closed_ = true;
-  for (auto& [id, p] : requests_) {
-    p->failed = true;
-    p->cv.notify_all();
-  }
+  for (auto& [id, p] : requests_)
+    p->deliver(
+      caf::make_error(troupe::errc::closed, "the bus ended before the reply"));
 }
 
 // -- private ------------------------------------------------------------------
@@ -333,17 +329,20 @@ void bus_core::on_reply(const bus_message_view& m) {
   auto [end, ec] = std::from_chars(tail.data(), tail.data() + tail.size(), rid);
   if (ec != std::errc{} || end != tail.data() + tail.size())
     return;
-  std::lock_guard<std::mutex> guard{req_mtx_};
-  auto i = requests_.find(rid);
-  if (i == requests_.end() || i->second->reply)
-    return; // timed out, or a later reply: the first one wins
-  auto& p = *i->second;
-  p.reply.emplace();
-  p.reply->subject.assign(m.subject);
-  p.reply->reply_to.assign(m.reply_to);
-  p.reply->payload.assign(m.payload);
-  p.reply->type = m.type;
-  p.cv.notify_all();
+  std::shared_ptr<pending_request> p;
+  {
+    std::lock_guard<std::mutex> guard{req_mtx_};
+    auto i = requests_.find(rid);
+    if (i == requests_.end() || i->second->ready())
+      return; // timed out, or a later reply: the first one wins
+    p = i->second;
+  }
+  bus_message reply;
+  reply.subject.assign(m.subject);
+  reply.reply_to.assign(m.reply_to);
+  reply.payload.assign(m.payload);
+  reply.type = m.type;
+  p->deliver(std::move(reply)); // ignored if another reply came first
 }
 
 } // namespace troupe::bus::detail

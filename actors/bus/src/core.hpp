@@ -6,12 +6,10 @@
 // waiting for a reply.
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -26,6 +24,7 @@
 #include "troupe/bus/router.hpp"
 #include "troupe/bus/subject.hpp"
 #include "troupe/runtime/fwd.hpp"
+#include "troupe/runtime/one_shot.hpp"
 
 #include "interest_table.hpp"
 #include "snapshot_cache.hpp"
@@ -33,12 +32,9 @@
 
 namespace troupe::bus::detail {
 
-/// A request waiting for its reply; guarded by `bus_core::req_mtx_`.
-struct pending_request {
-  std::condition_variable cv;
-  std::optional<bus_message> reply;
-  bool failed = false;
-};
+/// A request waiting for its reply: the first reply, or `closed` when the
+/// bus ends, is delivered to it once.
+using pending_request = one_shot<bus_message>;
 
 /// The state of a bus, shared with its subscription handles. The member
 /// functions of `bus` forward here; see there for what they do.
