@@ -36,6 +36,7 @@
 #include <spdlog/spdlog.h>
 
 #include "troupe/bus/bus.hpp"
+#include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/net.hpp"
@@ -58,18 +59,20 @@ using bus_ack_atom = caf::atom_constant<caf::atom("busack")>;
 // Within a node: publishers, dialers and the bus tell the router.
 using bus_flush_atom = caf::atom_constant<caf::atom("busflush")>;
 using bus_local_atom = caf::atom_constant<caf::atom("buslocal")>;
-using bus_dialed_atom = caf::atom_constant<caf::atom("busdialed")>;
 using bus_drain_atom = caf::atom_constant<caf::atom("busdrain")>;
+// Between a dialer and the router (see "dialers" below).
+using bus_dialer_atom = caf::atom_constant<caf::atom("busdialer")>;
+using bus_dialed_atom = caf::atom_constant<caf::atom("busdialed")>;
+using bus_linked_atom = caf::atom_constant<caf::atom("buslinked")>;
+using bus_unlinked_atom = caf::atom_constant<caf::atom("busunlink")>;
+using bus_lost_atom = caf::atom_constant<caf::atom("buslost")>;
 using bus_redial_atom = caf::atom_constant<caf::atom("busredial")>;
-using bus_attempt_atom = caf::atom_constant<caf::atom("busattempt")>;
 
 constexpr uint32_t protocol_version = 1;
 
 // A message that has crossed this many links is dropped: links form a tree,
 // so only a loop made by a race between two connects could get there.
 constexpr uint8_t max_hops = 32;
-
-constexpr auto initial_backoff = std::chrono::milliseconds{100};
 
 // A batch is a sequence of records, each:
 //   u32 record size (after this field), u8 hops, u8 flags (1: plain
@@ -679,7 +682,10 @@ void drop_link(router_ptr self, uint64_t lid, const std::string& why,
   for (auto& [did, d] : st.dials)
     if (d.link == lid) {
       d.link = 0;
-      self->send(d.dialer, bus_redial_atom::value, why, l->up);
+      if (l->up)
+        self->send(d.dialer, bus_lost_atom::value, why);
+      else
+        self->send(d.dialer, bus_unlinked_atom::value, why);
     }
   check_waiters(self);
 }
@@ -838,7 +844,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
       return s.drains.back();
     },
     // A dialer introduces itself (its first message).
-    [=](bus_redial_atom, uint64_t did, const std::string& address) {
+    [=](bus_dialer_atom, uint64_t did, const std::string& address) {
       auto& s = self->state;
       s.dials[did]
         = {caf::actor_cast<caf::actor>(self->current_sender()), address, 0};
@@ -851,17 +857,17 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
       if (di == s.dials.end())
         return;
       if (remote == caf::actor_cast<caf::actor>(self)) {
-        self->send(di->second.dialer, bus_redial_atom::value,
-                   std::string{"refused: it is this node itself"}, false);
+        self->send(di->second.dialer, bus_unlinked_atom::value,
+                   std::string{"refused: it is this node itself"});
         return;
       }
       auto l = add_link(self, remote, address);
       di->second.link = l->id;
       auto lid = l->id;
       self
-        ->request(remote, s.core->opts.connect_timeout, bus_hello_atom::value,
-                  protocol_version, s.core->host.name(), s.core->id,
-                  flatten(advertised_to(s, lid)))
+        ->request(remote, s.core->opts.reconnect.connect_timeout,
+                  bus_hello_atom::value, protocol_version, s.core->host.name(),
+                  s.core->id, flatten(advertised_to(s, lid)))
         .then(
           [=](bus_hello_atom, uint32_t version, const std::string& name,
               uint64_t peer, const std::vector<std::string>& adv) {
@@ -885,7 +891,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
               .info("bus: linked to '{}' at {}", name, l2->address);
             auto dj = s2.dials.find(did);
             if (dj != s2.dials.end())
-              self->send(dj->second.dialer, bus_dialed_atom::value);
+              self->send(dj->second.dialer, bus_linked_atom::value);
             std::lock_guard<std::mutex> guard{s2.core->wait_mtx};
             s2.core->dials[did].up = true;
             s2.core->wait_cv.notify_all();
@@ -961,13 +967,24 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
 
 // -- dialers ------------------------------------------------------------------
 
+// A dialer keeps one outbound link up: it makes connect attempts
+// (`troupe::dial`), hands the peer's router to the router, which says hello,
+// and starts over after a failure or a loss. Messages:
+// - to the router: `(bus_dialer, id, address)` first, then `(bus_dialed, id,
+//   remote, address)` for each peer reached;
+// - from the router: `(bus_linked)`: the hello went through; `(bus_unlinked,
+//   why)`: the peer was reached but no link came of it (refused, or the hello
+//   failed): back off; `(bus_lost, why)`: a link that was up went down: start
+//   over soon;
+// - from itself: `(bus_redial)`: dial now, unless linked.
+
 struct dialer_state {
   core_ptr core;
   caf::actor router;
   uint64_t id = 0;
   std::string host;
   uint16_t port = 0;
-  caf::timespan backoff = initial_backoff;
+  backoff delays;
   bool linked = false;
 
   static inline const char* name = "troupe.bus_dialer";
@@ -988,60 +1005,11 @@ void dial_failed(dialer_ptr self, const std::string& why) {
     ++status.failures;
     st.core->wait_cv.notify_all();
   }
+  auto delay = st.delays.next();
   troupe::log(self->system())
     .warn("bus: cannot link to {}: {}; retrying in {} ms", address_of(st), why,
-          std::chrono::duration_cast<std::chrono::milliseconds>(st.backoff)
-            .count());
-  self->delayed_send(self, st.backoff, bus_redial_atom::value, std::string{},
-                     false);
-  st.backoff = std::min(st.backoff * 2, st.core->opts.max_backoff);
-}
-
-/// One connect attempt, on a thread of its own: CAF's connect blocks for
-/// minutes on a silent host, so it probes first, and explaining a refused
-/// handshake takes another (bounded) handshake. Reports `(bus_attempt,
-/// remote)` or `(bus_attempt, why)` to the dialer, then ends. It uses no
-/// request timeout: a pending timeout would keep it referenced, and CAF
-/// 0.17's shutdown waits for every detached actor to be released.
-caf::behavior attempt(caf::event_based_actor* self, caf::actor dialer,
-                      const net_config* cfg, std::string host, uint16_t port,
-                      std::chrono::milliseconds timeout) {
-  auto address = host + ":" + std::to_string(port);
-  if (auto why = probe_tcp(host, port, timeout)) {
-    self->send(dialer, bus_attempt_atom::value,
-               "cannot reach " + address + ": " + error_text(why));
-    self->quit();
-    return {};
-  }
-  auto mm = connector(self->system(), *cfg);
-  self->request(mm, caf::infinite, caf::connect_atom::value, host, port)
-    .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
-          const std::set<std::string>&) {
-        if (ptr)
-          self->send(dialer, bus_attempt_atom::value,
-                     caf::actor_cast<caf::actor>(ptr));
-        else
-          self->send(dialer, bus_attempt_atom::value,
-                     address + " publishes no actor");
-        self->quit();
-      },
-      [=](caf::error& err) {
-        auto why = explain_connect_error(self->system(), err, host, port, *cfg,
-                                         timeout);
-        self->send(dialer, bus_attempt_atom::value, error_text(why));
-        self->quit();
-      });
-  return {[](caf::unit_t) {}};
-}
-
-void dial(dialer_ptr self) {
-  auto& st = self->state;
-  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-    st.core->opts.connect_timeout);
-  self->system().spawn<caf::detached>(attempt,
-                                      caf::actor_cast<caf::actor>(self),
-                                      &st.core->cfg, st.host, st.port, timeout);
+          std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  self->delayed_send(self, delay, bus_redial_atom::value);
 }
 
 caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
@@ -1053,43 +1021,48 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
   st.id = id;
   st.host = std::move(host);
   st.port = port;
-  self->send(st.router, bus_redial_atom::value, st.id, address_of(st));
-  self->send(self, bus_redial_atom::value, std::string{}, false);
+  st.delays = backoff{st.core->opts.reconnect};
+  self->send(st.router, bus_dialer_atom::value, st.id, address_of(st));
+  self->send(self, bus_redial_atom::value);
   return {
-    // Dial now (empty `why`), or the router dropped the link: one that was
-    // up went down (start over soon), or the hello failed (back off).
-    [=](bus_redial_atom, const std::string& why, bool was_up) {
+    [=](bus_redial_atom) {
       auto& s = self->state;
-      if (why.empty()) {
-        if (!s.linked)
-          dial(self);
-        return;
-      }
-      s.linked = false;
-      if (!was_up) {
-        dial_failed(self, why);
-        return;
-      }
-      s.backoff = initial_backoff;
-      {
-        std::lock_guard<std::mutex> guard{s.core->wait_mtx};
-        s.core->dials[s.id].last_error = "lost the link: " + why;
-      }
-      self->delayed_send(self, s.backoff, bus_redial_atom::value, std::string{},
-                         false);
+      if (!s.linked)
+        dial(self->system(), s.core->cfg, s.host, s.port,
+             s.core->opts.reconnect.connect_timeout,
+             caf::actor_cast<caf::actor>(self));
     },
     // The attempt reached the peer's router, or failed.
-    [=](bus_attempt_atom, caf::actor& remote) {
+    [=](dial_ok_atom, caf::actor& remote) {
       auto& s = self->state;
       self->send(s.router, bus_dialed_atom::value, s.id, std::move(remote),
                  address_of(s));
     },
-    [=](bus_attempt_atom, const std::string& why) { dial_failed(self, why); },
-    // The hello went through.
-    [=](bus_dialed_atom) {
+    [=](dial_empty_atom) {
+      dial_failed(self, address_of(self->state) + " publishes no actor");
+    },
+    [=](dial_failed_atom, const caf::error& why) {
+      dial_failed(self, error_text(why));
+    },
+    // The router's news of the link.
+    [=](bus_linked_atom) {
       auto& s = self->state;
       s.linked = true;
-      s.backoff = initial_backoff;
+      s.delays.reset();
+    },
+    [=](bus_unlinked_atom, const std::string& why) {
+      self->state.linked = false;
+      dial_failed(self, why);
+    },
+    [=](bus_lost_atom, const std::string& why) {
+      auto& s = self->state;
+      s.linked = false;
+      s.delays.reset();
+      {
+        std::lock_guard<std::mutex> guard{s.core->wait_mtx};
+        s.core->dials[s.id].last_error = "lost the link: " + why;
+      }
+      self->delayed_send(self, s.delays.current(), bus_redial_atom::value);
     },
   };
 }
