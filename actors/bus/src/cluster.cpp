@@ -1025,6 +1025,7 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
   self->send(st.router, bus_dialer_atom::value, st.id, address_of(st));
   self->send(self, bus_redial_atom::value);
   return {
+    // Dial now, unless linked.
     [=](bus_redial_atom) {
       auto& s = self->state;
       if (!s.linked)
@@ -1050,10 +1051,12 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
       s.linked = true;
       s.delays.reset();
     },
+    // Reached, but refused (or the hello failed): back off.
     [=](bus_unlinked_atom, const std::string& why) {
       self->state.linked = false;
       dial_failed(self, why);
     },
+    // A link that was up went down: start over soon.
     [=](bus_lost_atom, const std::string& why) {
       auto& s = self->state;
       s.linked = false;

@@ -13,9 +13,9 @@
 namespace troupe {
 
 /// How a program reaches a peer and reaches it again after a loss: the bound
-/// of one attempt and the delays between attempts. Each user sets its own
-/// defaults where it holds these (e.g. `queue::worker_options` waits 2 s per
-/// attempt). A plain value; not synchronised.
+/// of one attempt (`dial`) and the delays between attempts (`backoff`). The
+/// options of each user hold one and set its defaults. A plain value, not
+/// synchronised.
 struct reconnect_options {
   /// Bound of one connect attempt: the TCP probe, CAF's (or TLS's) handshake,
   /// and what the user asks the peer right after it (a join, a hello).
