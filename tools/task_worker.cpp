@@ -82,7 +82,7 @@ int run_worker(troupe::node& n, const config& cfg) {
   opts.queue = cfg.queue;
   opts.prefetch = cfg.prefetch;
   opts.adaptive = !cfg.fixed_window;
-  opts.connect_timeout = cfg.connect_timeout;
+  opts.reconnect.connect_timeout = cfg.connect_timeout;
   opts.max_connect_attempts = cfg.give_up_after;
   bool quiet = cfg.quiet;
   auto work = cfg.work;

@@ -30,6 +30,7 @@
 #include <spdlog/spdlog.h>
 
 #include "troupe/bus/bus.hpp"
+#include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/net.hpp"
@@ -44,18 +45,28 @@ namespace troupe::bus {
 namespace {
 
 using detail::bus_dialed_atom;
+using detail::bus_dialer_atom;
 using detail::bus_drain_atom;
+using detail::bus_linked_atom;
 using detail::bus_local_atom;
+using detail::bus_lost_atom;
 using detail::bus_redial_atom;
+using detail::bus_unlinked_atom;
 using detail::core_ptr;
 using detail::router;
 
-// A connect attempt reports to its dialer.
-using bus_attempt_atom = caf::atom_constant<caf::atom("busattempt")>;
-
-constexpr auto initial_backoff = std::chrono::milliseconds{100};
-
 // -- dialers ------------------------------------------------------------------
+
+// A dialer keeps one outbound link up: it makes connect attempts
+// (`troupe::dial`), hands the peer's router to the router, which says hello,
+// and starts over after a failure or a loss. Messages:
+// - to the router: `(bus_dialer, id, address)` first, then `(bus_dialed, id,
+//   remote, address)` for each peer reached;
+// - from the router: `(bus_linked)`: the hello went through; `(bus_unlinked,
+//   why)`: the peer was reached but no link came of it (refused, or the hello
+//   failed): back off; `(bus_lost, why)`: a link that was up went down: start
+//   over soon;
+// - from itself: `(bus_redial)`: dial now, unless linked.
 
 struct dialer_state {
   core_ptr core;
@@ -63,7 +74,7 @@ struct dialer_state {
   uint64_t id = 0;
   std::string host;
   uint16_t port = 0;
-  caf::timespan backoff = initial_backoff;
+  backoff delays;
   bool linked = false;
 
   static inline const char* name = "troupe.bus_dialer";
@@ -84,60 +95,11 @@ void dial_failed(dialer_ptr self, const std::string& why) {
     ++status.failures;
     st.core->wait_cv.notify_all();
   }
+  auto delay = st.delays.next();
   troupe::log(self->system())
     .warn("bus: cannot link to {}: {}; retrying in {} ms", address_of(st), why,
-          std::chrono::duration_cast<std::chrono::milliseconds>(st.backoff)
-            .count());
-  self->delayed_send(self, st.backoff, bus_redial_atom::value, std::string{},
-                     false);
-  st.backoff = std::min(st.backoff * 2, st.core->opts.max_backoff);
-}
-
-/// One connect attempt, on a thread of its own: CAF's connect blocks for
-/// minutes on a silent host, so it probes first, and explaining a refused
-/// handshake takes another (bounded) handshake. Reports `(bus_attempt,
-/// remote)` or `(bus_attempt, why)` to the dialer, then ends. It uses no
-/// request timeout: a pending timeout would keep it referenced, and CAF
-/// 0.17's shutdown waits for every detached actor to be released.
-caf::behavior attempt(caf::event_based_actor* self, caf::actor dialer,
-                      const net_config* cfg, std::string host, uint16_t port,
-                      std::chrono::milliseconds timeout) {
-  auto address = host + ":" + std::to_string(port);
-  if (auto why = probe_tcp(host, port, timeout)) {
-    self->send(dialer, bus_attempt_atom::value,
-               "cannot reach " + address + ": " + error_text(why));
-    self->quit();
-    return {};
-  }
-  auto mm = connector(self->system(), *cfg);
-  self->request(mm, caf::infinite, caf::connect_atom::value, host, port)
-    .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
-          const std::set<std::string>&) {
-        if (ptr)
-          self->send(dialer, bus_attempt_atom::value,
-                     caf::actor_cast<caf::actor>(ptr));
-        else
-          self->send(dialer, bus_attempt_atom::value,
-                     address + " publishes no actor");
-        self->quit();
-      },
-      [=](caf::error& err) {
-        auto why = explain_connect_error(self->system(), err, host, port, *cfg,
-                                         timeout);
-        self->send(dialer, bus_attempt_atom::value, error_text(why));
-        self->quit();
-      });
-  return {[](caf::unit_t) {}};
-}
-
-void dial(dialer_ptr self) {
-  auto& st = self->state;
-  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-    st.core->opts.connect_timeout);
-  self->system().spawn<caf::detached>(attempt,
-                                      caf::actor_cast<caf::actor>(self),
-                                      &st.core->cfg, st.host, st.port, timeout);
+          std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  self->delayed_send(self, delay, bus_redial_atom::value);
 }
 
 caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
@@ -149,43 +111,51 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
   st.id = id;
   st.host = std::move(host);
   st.port = port;
-  self->send(st.router, bus_redial_atom::value, st.id, address_of(st));
-  self->send(self, bus_redial_atom::value, std::string{}, false);
+  st.delays = backoff{st.core->opts.reconnect};
+  self->send(st.router, bus_dialer_atom::value, st.id, address_of(st));
+  self->send(self, bus_redial_atom::value);
   return {
-    // Dial now (empty `why`), or the router dropped the link: one that was
-    // up went down (start over soon), or the hello failed (back off).
-    [=](bus_redial_atom, const std::string& why, bool was_up) {
+    // Dial now, unless linked.
+    [=](bus_redial_atom) {
       auto& s = self->state;
-      if (why.empty()) {
-        if (!s.linked)
-          dial(self);
-        return;
-      }
-      s.linked = false;
-      if (!was_up) {
-        dial_failed(self, why);
-        return;
-      }
-      s.backoff = initial_backoff;
-      {
-        std::lock_guard<std::mutex> guard{s.core->wait_mtx};
-        s.core->dials[s.id].last_error = "lost the link: " + why;
-      }
-      self->delayed_send(self, s.backoff, bus_redial_atom::value, std::string{},
-                         false);
+      if (!s.linked)
+        dial(self->system(), s.core->cfg, s.host, s.port,
+             s.core->opts.reconnect.connect_timeout,
+             caf::actor_cast<caf::actor>(self));
     },
     // The attempt reached the peer's router, or failed.
-    [=](bus_attempt_atom, caf::actor& remote) {
+    [=](dial_ok_atom, caf::actor& remote) {
       auto& s = self->state;
       self->send(s.router, bus_dialed_atom::value, s.id, std::move(remote),
                  address_of(s));
     },
-    [=](bus_attempt_atom, const std::string& why) { dial_failed(self, why); },
-    // The hello went through.
-    [=](bus_dialed_atom) {
+    [=](dial_empty_atom) {
+      dial_failed(self, address_of(self->state) + " publishes no actor");
+    },
+    [=](dial_failed_atom, const caf::error& why) {
+      dial_failed(self, error_text(why));
+    },
+    // The router's news of the link.
+    [=](bus_linked_atom) {
       auto& s = self->state;
       s.linked = true;
-      s.backoff = initial_backoff;
+      s.delays.reset();
+    },
+    // Reached, but refused (or the hello failed): back off.
+    [=](bus_unlinked_atom, const std::string& why) {
+      self->state.linked = false;
+      dial_failed(self, why);
+    },
+    // A link that was up went down: start over soon.
+    [=](bus_lost_atom, const std::string& why) {
+      auto& s = self->state;
+      s.linked = false;
+      s.delays.reset();
+      {
+        std::lock_guard<std::mutex> guard{s.core->wait_mtx};
+        s.core->dials[s.id].last_error = "lost the link: " + why;
+      }
+      self->delayed_send(self, s.delays.current(), bus_redial_atom::value);
     },
   };
 }

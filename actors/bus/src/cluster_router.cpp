@@ -241,7 +241,10 @@ void drop_link(router_ptr self, uint64_t lid, const std::string& why,
   for (auto& [did, d] : st.dials)
     if (d.link == lid) {
       d.link = 0;
-      self->send(d.dialer, bus_redial_atom::value, why, l->up);
+      if (l->up)
+        self->send(d.dialer, bus_lost_atom::value, why);
+      else
+        self->send(d.dialer, bus_unlinked_atom::value, why);
     }
   check_waiters(self);
 }
@@ -397,7 +400,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
       return s.drains.back();
     },
     // A dialer introduces itself (its first message).
-    [=](bus_redial_atom, uint64_t did, const std::string& address) {
+    [=](bus_dialer_atom, uint64_t did, const std::string& address) {
       auto& s = self->state;
       s.dials[did]
         = {caf::actor_cast<caf::actor>(self->current_sender()), address, 0};
@@ -410,17 +413,17 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
       if (di == s.dials.end())
         return;
       if (remote == caf::actor_cast<caf::actor>(self)) {
-        self->send(di->second.dialer, bus_redial_atom::value,
-                   std::string{"refused: it is this node itself"}, false);
+        self->send(di->second.dialer, bus_unlinked_atom::value,
+                   std::string{"refused: it is this node itself"});
         return;
       }
       auto l = add_link(self, remote, address);
       di->second.link = l->id;
       auto lid = l->id;
       self
-        ->request(remote, s.core->opts.connect_timeout, bus_hello_atom::value,
-                  protocol_version, s.core->host.name(), s.core->id,
-                  flatten(advertised_to(s, lid)))
+        ->request(remote, s.core->opts.reconnect.connect_timeout,
+                  bus_hello_atom::value, protocol_version, s.core->host.name(),
+                  s.core->id, flatten(advertised_to(s, lid)))
         .then(
           [=](bus_hello_atom, uint32_t version, const std::string& name,
               uint64_t peer, const std::vector<std::string>& adv) {
@@ -444,7 +447,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
               .info("bus: linked to '{}' at {}", name, l2->address);
             auto dj = s2.dials.find(did);
             if (dj != s2.dials.end())
-              self->send(dj->second.dialer, bus_dialed_atom::value);
+              self->send(dj->second.dialer, bus_linked_atom::value);
             std::lock_guard<std::mutex> guard{s2.core->wait_mtx};
             s2.core->dials[did].up = true;
             s2.core->wait_cv.notify_all();

@@ -30,8 +30,13 @@ namespace troupe::bus::detail {
 // router (see `router` for what each means).
 using bus_flush_atom = caf::atom_constant<caf::atom("busflush")>;
 using bus_local_atom = caf::atom_constant<caf::atom("buslocal")>;
-using bus_dialed_atom = caf::atom_constant<caf::atom("busdialed")>;
 using bus_drain_atom = caf::atom_constant<caf::atom("busdrain")>;
+// Between a dialer (cluster.cpp) and the router, one atom per message.
+using bus_dialer_atom = caf::atom_constant<caf::atom("busdialer")>;
+using bus_dialed_atom = caf::atom_constant<caf::atom("busdialed")>;
+using bus_linked_atom = caf::atom_constant<caf::atom("buslinked")>;
+using bus_unlinked_atom = caf::atom_constant<caf::atom("busunlink")>;
+using bus_lost_atom = caf::atom_constant<caf::atom("buslost")>;
 using bus_redial_atom = caf::atom_constant<caf::atom("busredial")>;
 
 /// A (pattern, queue group) pair. An empty pattern marks a node's presence
@@ -81,15 +86,16 @@ using router_ptr = caf::stateful_actor<router_state>*;
 ///     empty buffer; no reply.
 ///   - `(bus_drain_atom) -> unit`: replies once every buffer is empty and
 ///     every batch acknowledged (`bus_cluster::flush`).
-///   - `(bus_redial_atom, uint64_t dial, std::string address)`: a dialer
+///   - `(bus_dialer_atom, uint64_t dial, std::string address)`: a dialer
 ///     introduces itself; no reply.
 ///   - `(bus_dialed_atom, uint64_t dial, caf::actor remote, std::string
 ///     address)`: a dialer reached a peer's router; the router says hello
-///     and answers the dialer with `(bus_dialed_atom)` once linked.
+///     and answers the dialer with `(bus_linked_atom)` once linked.
 /// - from peers' routers: `(bus_hello_atom, ...)`, `(bus_interest_atom,
 ///   ...)` and `(bus_batch_atom, ...)`, see cluster_router.cpp.
-/// - sends dialers `(bus_redial_atom, std::string why, bool was_up)` when
-///   their link went down or was refused.
+/// - sends dialers `(bus_lost_atom, std::string why)` when their link went
+///   down, and `(bus_unlinked_atom, std::string why)` when a peer was reached
+///   but no link came of it (refused, or the hello failed).
 caf::behavior router(router_ptr self, core_ptr core, bus* local);
 
 } // namespace troupe::bus::detail

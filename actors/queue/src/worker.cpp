@@ -7,26 +7,22 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/node_id.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <spdlog/spdlog.h>
 
 #include "troupe/queue/protocol.hpp"
 #include "troupe/queue/task_queue.hpp"
+#include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/node.hpp"
-#include "troupe/runtime/security.hpp"
 
 namespace troupe::queue {
 
 namespace {
 
 using reconnect_atom = caf::atom_constant<caf::atom("tqreconn")>;
-
-constexpr auto initial_backoff = std::chrono::milliseconds{100};
 
 struct worker_state {
   worker_options opts;
@@ -35,7 +31,7 @@ struct worker_state {
   worker_listener listener;
   const net_config* cfg = nullptr;
   caf::actor queue;
-  caf::timespan backoff = initial_backoff;
+  backoff delays;
   uint32_t failures = 0;
   // Adaptive window (see worker_options::adaptive): the window announced to
   // the master and the average time per task, in nanoseconds (0: unknown).
@@ -73,8 +69,7 @@ void retry(worker_ptr self, const std::string& why) {
     return;
   }
   emit(self, worker_event::disconnected, why);
-  self->delayed_send(self, st.backoff, reconnect_atom::value);
-  st.backoff = std::min(st.backoff * 2, st.opts.max_backoff);
+  self->delayed_send(self, st.delays.next(), reconnect_atom::value);
 }
 
 bool fatal(const caf::error& err) {
@@ -107,7 +102,8 @@ void adapt_window(worker_ptr self, size_t tasks, caf::timespan elapsed) {
   st.window = next;
   st.hello.prefetch = next;
   self
-    ->request(st.queue, st.opts.connect_timeout, tq_join_atom::value, st.hello)
+    ->request(st.queue, st.opts.reconnect.connect_timeout, tq_join_atom::value,
+              st.hello)
     .then([](const caf::actor&) {}, [](const caf::error&) {});
 }
 
@@ -115,14 +111,16 @@ void join(worker_ptr self, caf::actor dir) {
   auto& st = self->state;
   st.window = initial_window(st.opts);
   st.hello.prefetch = st.window;
-  self->request(dir, st.opts.connect_timeout, tq_join_atom::value, st.hello)
+  self
+    ->request(dir, st.opts.reconnect.connect_timeout, tq_join_atom::value,
+              st.hello)
     .then(
       [=](caf::actor& q) {
         auto& s = self->state;
         s.queue = q;
         self->monitor(q);
         s.failures = 0;
-        s.backoff = initial_backoff;
+        s.delays.reset();
         troupe::log(self->system())
           .info("worker: joined queue '{}' at {}", s.opts.queue,
                 address(s.opts));
@@ -146,43 +144,12 @@ void join(worker_ptr self, caf::actor dir) {
       });
 }
 
+// Starts a connect attempt; its outcome comes back as a `dial_*` message.
 void connect(worker_ptr self) {
   auto& st = self->state;
-  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-    st.opts.connect_timeout);
   emit(self, worker_event::connecting, address(st.opts));
-  // CAF's connect blocks until the kernel gives up on a silent host (minutes)
-  // and holds up every other connect meanwhile; probe first. This actor runs
-  // on its own thread, so blocking here stalls nobody else.
-  if (auto why = probe_tcp(st.opts.host, st.opts.port, timeout)) {
-    retry(self, "cannot reach " + address(st.opts) + ": " + error_text(why));
-    return;
-  }
-  auto mm = connector(self->system(), *st.cfg);
-  self
-    ->request(mm, st.opts.connect_timeout, caf::connect_atom::value,
-              st.opts.host, st.opts.port)
-    .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
-          const std::set<std::string>&) {
-        if (!ptr) {
-          retry(self, address(self->state.opts)
-                        + " is a CAF node but serves no queues");
-          return;
-        }
-        join(self, caf::actor_cast<caf::actor>(ptr));
-      },
-      [=](caf::error& err) {
-        auto& s = self->state;
-        auto why = explain_connect_error(
-          self->system(), err, s.opts.host, s.opts.port, *s.cfg,
-          std::chrono::duration_cast<std::chrono::milliseconds>(
-            s.opts.connect_timeout));
-        // A refused handshake (wrong key or certificate) will not heal by
-        // itself, but the master may be restarted with the right key: retry,
-        // and let max_connect_attempts bound it.
-        retry(self, error_text(why));
-      });
+  dial(self->system(), *st.cfg, st.opts.host, st.opts.port,
+       st.opts.reconnect.connect_timeout, caf::actor_cast<caf::actor>(self));
 }
 
 caf::behavior worker_actor(worker_ptr self, worker_options opts,
@@ -195,12 +162,13 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
   st.fn = std::move(fn);
   st.listener = std::move(listener);
   st.cfg = cfg;
+  st.delays = backoff{st.opts.reconnect};
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& s = self->state;
     if (msg.source != s.queue.address())
       return;
     s.queue = nullptr;
-    s.backoff = initial_backoff;
+    s.delays.reset();
     retry(self, "lost the master at " + address(s.opts) + " ("
                   + self->system().render(msg.reason) + "); reconnecting");
   });
@@ -214,6 +182,18 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
         join(self, s.opts.local_queue);
       else
         connect(self);
+    },
+    // The connect attempt reached the master, or failed.
+    [=](dial_ok_atom, caf::actor& dir) { join(self, std::move(dir)); },
+    [=](dial_empty_atom) {
+      retry(self,
+            address(self->state.opts) + " is a CAF node but serves no queues");
+    },
+    // A refused handshake (wrong key or certificate) will not heal by
+    // itself, but the master may be restarted with the right key: retry, and
+    // let max_connect_attempts bound it.
+    [=](dial_failed_atom, const caf::error& why) {
+      retry(self, error_text(why));
     },
     [=](tq_tasks_atom, std::vector<task_msg>& tasks) {
       auto& s = self->state;

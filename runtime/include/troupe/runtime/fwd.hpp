@@ -6,11 +6,13 @@
 
 namespace troupe {
 
+class backoff;
 class config;
 class net_config;
 class node;
 enum class errc : uint8_t;
 struct node_info;
+struct reconnect_options;
 
 namespace security {
 

@@ -85,13 +85,16 @@ private:
 /// Splits `text` (`HOST:PORT`, `[V6]:PORT`) into host and port. Returns
 /// `errc::invalid_option_value` naming `text` if it is not of that form (or
 /// names port 0, unless `allow_port_zero`: an address to listen on).
-caf::error parse_host_port(const std::string& text, std::string& host,
-                           uint16_t& port, bool allow_port_zero = false);
+[[nodiscard]] caf::error parse_host_port(const std::string& text,
+                                         std::string& host, uint16_t& port,
+                                         bool allow_port_zero = false);
 
 /// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses), over TLS if
 /// `cfg.tls()`. Returns the port, or an error that names the address.
-caf::expected<uint16_t> listen(caf::actor_system& sys, const caf::actor& hdl,
-                               const net_config& cfg, uint16_t port);
+[[nodiscard]] caf::expected<uint16_t> listen(caf::actor_system& sys,
+                                             const caf::actor& hdl,
+                                             const net_config& cfg,
+                                             uint16_t port);
 
 /// Returns the middleman actor that connects to peers the way `cfg` says
 /// (the TLS one if `cfg.tls()`). Send it `(connect_atom, host, port)` with
@@ -104,9 +107,9 @@ caf::io::middleman_actor connector(caf::actor_system& sys,
 /// for a wrong key, a foreign certificate or a TLS/plain mismatch, so this
 /// asks the peer again with a diagnostic TLS handshake. May block for up to
 /// `timeout`; call it from a detached actor or a plain thread.
-caf::error explain_connect_error(caf::actor_system& sys, const caf::error& err,
-                                 const std::string& host, uint16_t port,
-                                 const net_config& cfg,
-                                 std::chrono::milliseconds timeout);
+[[nodiscard]] caf::error
+explain_connect_error(caf::actor_system& sys, const caf::error& err,
+                      const std::string& host, uint16_t port,
+                      const net_config& cfg, std::chrono::milliseconds timeout);
 
 } // namespace troupe

@@ -13,6 +13,7 @@
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
+#include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/fwd.hpp"
 
 namespace troupe {
@@ -34,10 +35,11 @@ class cluster_core;
 /// How a `bus_cluster` treats its links.
 struct cluster_options {
   /// How long one connect attempt (TCP probe, then the CAF/TLS handshake and
-  /// the hello) may take.
-  caf::timespan connect_timeout = std::chrono::seconds(5);
-  /// Reconnect delays start at 100 ms and double up to this.
-  caf::timespan max_backoff = std::chrono::seconds(2);
+  /// the hello) may take (5 s), and reconnect delays: they start at 100 ms
+  /// and double up to 2 s.
+  reconnect_options reconnect{std::chrono::seconds{5},
+                              std::chrono::milliseconds{100},
+                              std::chrono::seconds{2}};
   /// Bytes of messages that may wait for one link before publishers wait
   /// (and then drop; see `max_wait`).
   size_t link_buffer = size_t{16} << 20;
@@ -91,9 +93,10 @@ struct cluster_stats {
 ///
 /// How it works:
 /// - Nodes are linked in a tree: each `connect` adds a link, which is kept
-///   up (redialled with backoff 100 ms -> `max_backoff` after a loss) until
-///   the cluster ends. A connect that would close a loop (the peer is
-///   already reachable through other links) is refused, with the reason.
+///   up (redialled with backoff 100 ms -> `reconnect.max_backoff` after a
+///   loss) until the cluster ends. A connect that would close a loop (the
+///   peer is already reachable through other links) is refused, with the
+///   reason.
 /// - Interest: each node tells each peer which (pattern, queue group) pairs
 ///   are subscribed on its side of the link (its own and those learned from
 ///   its other peers), and updates it as subscriptions come and go. A

@@ -20,6 +20,7 @@
 
 #include "troupe/queue/errc.hpp"
 #include "troupe/queue/protocol.hpp"
+#include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/fwd.hpp"
 
@@ -358,10 +359,11 @@ struct worker_options {
   /// by one worker while others idle. False: always `prefetch`.
   bool adaptive = true;
   caf::timespan target_backlog = std::chrono::milliseconds{50};
-  /// Bound of one connection attempt.
-  caf::timespan connect_timeout = std::chrono::seconds{2};
-  /// Reconnect delays double from 100 ms up to this.
-  caf::timespan max_backoff = std::chrono::seconds{2};
+  /// Bound of one connection attempt (2 s, also the bound of the join that
+  /// follows it), and reconnect delays doubling from 100 ms up to 2 s.
+  reconnect_options reconnect{std::chrono::seconds{2},
+                              std::chrono::milliseconds{100},
+                              std::chrono::seconds{2}};
   /// Give up after this many failed connects in a row (0: never).
   uint32_t max_connect_attempts = 0;
   /// A queue actor on this node (`task_queue::actor()`) to join directly,

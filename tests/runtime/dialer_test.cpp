@@ -1,0 +1,151 @@
+// The backoff's delays, and connect attempts (`dial`) between two nodes in
+// one process, over 127.0.0.1: one that reaches a published actor, one to a
+// closed port.
+
+#include "troupe/runtime/dialer.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <arpa/inet.h>
+#include <caf/actor.hpp>
+#include <caf/after.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/net.hpp"
+#include "troupe/runtime/node.hpp"
+
+namespace troupe {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// A node on loopback (plain TCP).
+struct test_node {
+  explicit test_node(const std::string& name) : cfg(net_config::role::listen) {
+    spdlog::set_level(spdlog::level::off);
+    cfg.log_level = "off";
+    cfg.name = name;
+    REQUIRE_FALSE(cfg.secure("127.0.0.1"));
+    host = std::make_unique<node>(cfg);
+  }
+
+  ~test_node() {
+    host->stop();
+  }
+
+  net_config cfg;
+  std::unique_ptr<node> host;
+};
+
+/// What a `dial` reported.
+struct outcome {
+  bool ok = false;
+  bool empty = false;
+  caf::actor remote;
+  caf::error why;
+};
+
+outcome dial_and_wait(test_node& from, uint16_t port) {
+  outcome out;
+  caf::scoped_actor self{from.host->system()};
+  dial(from.host->system(), from.cfg, "127.0.0.1", port, 5s, caf::actor{self});
+  self->receive(
+    [&](dial_ok_atom, caf::actor& remote) {
+      out.ok = true;
+      out.remote = std::move(remote);
+    },
+    [&](dial_empty_atom) { out.empty = true; },
+    [&](dial_failed_atom, caf::error& why) { out.why = std::move(why); },
+    caf::after(30s) >> [&] { out.why = caf::make_error(errc::timeout); });
+  return out;
+}
+
+/// Returns a loopback port that nobody listens on (bound, then closed).
+uint16_t closed_port() {
+  auto fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  auto* addr = reinterpret_cast<sockaddr*>(&sa);
+  REQUIRE(::bind(fd, addr, len) == 0);
+  REQUIRE(::getsockname(fd, addr, &len) == 0);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+caf::behavior echo(caf::event_based_actor*) {
+  return {[](int32_t x) { return x; }};
+}
+
+} // namespace
+
+TEST_CASE("backoff doubles from the initial delay up to the maximum",
+          "[runtime][dialer]") {
+  reconnect_options opts;
+  opts.initial_backoff = 100ms;
+  opts.max_backoff = 350ms;
+  backoff delays{opts};
+  CHECK(delays.current() == caf::timespan{100ms});
+  CHECK(delays.next() == caf::timespan{100ms});
+  CHECK(delays.next() == caf::timespan{200ms});
+  CHECK(delays.next() == caf::timespan{350ms});
+  CHECK(delays.next() == caf::timespan{350ms});
+  SECTION("a reset starts over") {
+    delays.reset();
+    CHECK(delays.current() == caf::timespan{100ms});
+    CHECK(delays.next() == caf::timespan{100ms});
+    CHECK(delays.next() == caf::timespan{200ms});
+  }
+}
+
+TEST_CASE("a default backoff goes from 100 ms to 2 s", "[runtime][dialer]") {
+  backoff delays;
+  CHECK(delays.next() == caf::timespan{100ms});
+  for (int i = 0; i < 10; ++i)
+    static_cast<void>(delays.next()); // only the last one matters
+  CHECK(delays.next() == caf::timespan{2s});
+}
+
+TEST_CASE("dial reports the actor a peer publishes", "[runtime][dialer]") {
+  test_node a{"a"};
+  test_node b{"b"};
+  auto hdl = a.host->spawn(echo);
+  auto port = listen(a.host->system(), hdl, a.cfg, 0);
+  REQUIRE(port);
+  auto got = dial_and_wait(b, *port);
+  CHECK_FALSE(got.why);
+  REQUIRE(got.ok);
+  caf::scoped_actor self{b.host->system()};
+  int32_t answer = 0;
+  self->request(got.remote, 10s, int32_t{21})
+    .receive([&](int32_t x) { answer = x; }, [&](caf::error&) {});
+  CHECK(answer == 21);
+}
+
+TEST_CASE("dial to a closed port says that the peer cannot be reached",
+          "[runtime][dialer]") {
+  test_node b{"b"};
+  auto port = closed_port();
+  auto got = dial_and_wait(b, port);
+  CHECK_FALSE(got.ok);
+  CHECK(got.why == errc::connect_failed);
+  CHECK_THAT(
+    error_text(got.why),
+    Catch::StartsWith("cannot reach 127.0.0.1:" + std::to_string(port) + ": "));
+}
+
+} // namespace troupe
