@@ -130,21 +130,16 @@ struct queue_state {
 
 using queue_ptr = caf::stateful_actor<queue_state>*;
 
-caf::error store_error(queue_ptr self, const std::string& what) {
-  troupe::log(self->system())
-    .error("queue '{}': {}", self->state.opts.name, what);
-  return caf::make_error(errc::store_failed, what);
-}
-
 // Commits the store, if any; on failure logs and returns the error.
 caf::error commit(queue_ptr self) {
   auto& st = self->state;
   if (!st.store)
     return caf::none;
-  std::string what;
-  if (st.store->commit(what))
-    return caf::none;
-  return store_error(self, what);
+  auto err = st.store->commit();
+  if (err)
+    troupe::log(self->system())
+      .error("queue '{}': {}", st.opts.name, error_text(err));
+  return err;
 }
 
 bool drained(const queue_state& st) {
@@ -226,6 +221,8 @@ void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
     sr.payload.assign(r.payload.begin(), r.payload.end());
     sr.error = r.error;
     sr.attempts = r.attempt;
+    // False for a task that already has a result, which invariant 1 rules
+    // out here; a failed write surfaces at the next commit.
     st.store->add_result(sr);
   }
   if (!ok) {
@@ -642,13 +639,11 @@ queue_core::create(node& host, queue_options opts, std::string task_type,
   queue_resume resumed;
   if (!opts.store.empty()) {
     contents = std::make_shared<store_contents>();
-    std::string what;
-    auto ptr = task_store::open(opts.store,
-                                store_meta{opts.name, task_type, result_type},
-                                *contents, what);
-    if (!ptr)
-      return caf::make_error(errc::store_failed, what);
-    store = std::move(ptr);
+    auto opened = task_store::open(
+      opts.store, store_meta{opts.name, task_type, result_type}, *contents);
+    if (!opened)
+      return std::move(opened.error());
+    store = std::move(*opened);
     resumed.tasks = contents->last_id;
     resumed.consumed = contents->consumed;
     resumed.pending = contents->pending.size();
