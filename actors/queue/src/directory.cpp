@@ -10,11 +10,11 @@
 #include <vector>
 
 #include <caf/event_based_actor.hpp>
-#include <caf/scoped_actor.hpp>
 
 #include "troupe/queue/errc.hpp"
 #include "troupe/queue/protocol.hpp"
 #include "troupe/queue/task_queue.hpp"
+#include "troupe/runtime/blocking_request.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/node.hpp"
@@ -54,14 +54,12 @@ caf::expected<uint16_t> serve_queues(node& host, const net_config& cfg,
                                      const std::vector<caf::actor>& queues) {
   // Ask each queue its name, then publish a directory of them.
   std::map<std::string, caf::actor> by_name;
-  caf::scoped_actor self{host.system()};
   for (auto& q : queues) {
-    caf::error err;
-    self->request(q, std::chrono::seconds{10}, caf::get_atom::value)
-      .receive([&](std::string& name) { by_name.emplace(std::move(name), q); },
-               [&](caf::error& x) { err = std::move(x); });
-    if (err)
-      return err;
+    auto name = blocking_request<std::string>(
+      host.system(), q, std::chrono::seconds{10}, caf::get_atom::value);
+    if (!name)
+      return std::move(name.error());
+    by_name.emplace(std::move(*name), q);
   }
   auto dir = host.spawn(directory, std::move(by_name));
   return listen(host.system(), dir, cfg, port);

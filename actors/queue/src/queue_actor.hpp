@@ -1,8 +1,8 @@
 #pragma once
 
 // The queue actor of a task queue: its private atoms and the function that
-// returns its behavior. queue_core (task_queue.cpp) spawns it and sends it
-// blocking requests; workers reach it through the directory actor
+// returns its behavior. queue_core (task_queue.cpp) spawns it and talks to it
+// with `blocking_request`; workers reach it through the directory actor
 // (directory.cpp) and then talk to it directly.
 
 #include <memory>

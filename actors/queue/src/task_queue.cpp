@@ -11,9 +11,9 @@
 #include <utility>
 
 #include <caf/actor_system.hpp>
-#include <caf/scoped_actor.hpp>
 #include <cxxabi.h>
 
+#include "troupe/runtime/blocking_request.hpp"
 #include "troupe/runtime/node.hpp"
 
 #include "queue_actor.hpp"
@@ -68,72 +68,59 @@ queue_core::create(node& host, queue_options opts, std::string task_type,
 
 caf::expected<std::vector<uint64_t>>
 queue_core::put(std::vector<std::vector<char>> payloads) {
-  caf::scoped_actor self{host_.system()};
-  caf::expected<std::vector<uint64_t>> result{caf::error{}};
-  self
-    ->request(actor_, std::chrono::seconds{30}, caf::put_atom::value,
-              std::move(payloads))
-    .receive([&](std::vector<uint64_t>& ids) { result = std::move(ids); },
-             [&](caf::error& err) { result = std::move(err); });
-  return result;
+  return blocking_request<std::vector<uint64_t>>(
+    host_.system(), actor_, std::chrono::seconds{30}, caf::put_atom::value,
+    std::move(payloads));
 }
 
 caf::expected<std::vector<raw_result>>
 queue_core::get(size_t max, caf::timespan timeout, std::vector<uint64_t> acks) {
-  caf::scoped_actor self{host_.system()};
-  caf::expected<std::vector<raw_result>> result{caf::error{}};
   // The queue answers at `timeout`; the request's own timeout only guards
   // against a queue that is gone.
-  self
-    ->request(actor_, timeout + std::chrono::seconds{5}, caf::get_atom::value,
-              static_cast<uint64_t>(max), timeout, std::move(acks))
-    .receive([&](std::vector<raw_result>& xs) { result = std::move(xs); },
-             [&](caf::error& err) { result = std::move(err); });
-  return result;
+  return blocking_request<std::vector<raw_result>>(
+    host_.system(), actor_, timeout + std::chrono::seconds{5},
+    caf::get_atom::value, static_cast<uint64_t>(max), timeout, std::move(acks));
 }
 
 caf::error queue_core::close(caf::timespan timeout,
                              std::vector<uint64_t> acks) {
-  caf::scoped_actor self{host_.system()};
-  caf::error result;
-  self
-    ->request(actor_, timeout + std::chrono::seconds{5}, caf::close_atom::value,
-              timeout, std::move(acks))
-    .receive([] {}, [&](caf::error& err) { result = err; });
-  return result;
+  // As for `get`: the queue answers within `timeout`.
+  return blocking_request<void>(
+    host_.system(), actor_, timeout + std::chrono::seconds{5},
+    caf::close_atom::value, timeout, std::move(acks));
 }
 
 queue_stats queue_core::stats() {
-  caf::scoped_actor self{host_.system()};
+  // A queue that does not answer (gone with its node) has no figures: all
+  // zero, as `task_queue::stats` documents.
   queue_stats result;
-  self->request(actor_, std::chrono::seconds{10}, stats_atom::value)
-    .receive(
-      [&](uint64_t put, uint64_t delivered, uint64_t redelivered,
-          uint64_t results, uint64_t dead, uint64_t duplicates,
-          uint64_t pending, uint64_t leased, uint64_t workers,
-          uint64_t workers_seen) {
-        result.put = put;
-        result.delivered = delivered;
-        result.redelivered = redelivered;
-        result.results = results;
-        result.dead = dead;
-        result.duplicates = duplicates;
-        result.pending = pending;
-        result.leased = leased;
-        result.workers = static_cast<uint32_t>(workers);
-        result.workers_seen = static_cast<uint32_t>(workers_seen);
-      },
-      [](caf::error&) {});
+  auto reply = blocking_request<stats_reply>(
+    host_.system(), actor_, std::chrono::seconds{10}, stats_atom::value);
+  if (!reply)
+    return result;
+  auto [put, delivered, redelivered, results, dead, duplicates, pending, leased,
+        workers, workers_seen]
+    = *reply;
+  result.put = put;
+  result.delivered = delivered;
+  result.redelivered = redelivered;
+  result.results = results;
+  result.dead = dead;
+  result.duplicates = duplicates;
+  result.pending = pending;
+  result.leased = leased;
+  result.workers = static_cast<uint32_t>(workers);
+  result.workers_seen = static_cast<uint32_t>(workers_seen);
   return result;
 }
 
 std::vector<dead_letter> queue_core::dead_letters() {
-  caf::scoped_actor self{host_.system()};
-  std::vector<dead_letter> result;
-  self->request(actor_, std::chrono::seconds{10}, dead_atom::value)
-    .receive([&](std::vector<dead_letter>& xs) { result = std::move(xs); },
-             [](caf::error&) {});
-  return result;
+  // As for `stats`: empty if the queue does not answer.
+  auto reply = blocking_request<std::vector<dead_letter>>(
+    host_.system(), actor_, std::chrono::seconds{10}, dead_atom::value);
+  if (!reply)
+    return {};
+  return std::move(*reply);
 }
 
 } // namespace detail
