@@ -1,7 +1,9 @@
 // task_master and task_worker on separate "hosts": Linux network namespaces
 // on one bridge, mutual TLS with a cluster key, and a worker whose link is
-// cut until both ends have noticed (heartbeats, caf-0.17.md §3). Needs root
-// (CAP_NET_ADMIN); skips with a warning otherwise. Topology (caf-0.17.md §11):
+// cut until both ends have noticed. A cut connection does not close: each
+// end notices only when nothing, not even a heartbeat (every 500 ms), has
+// arrived on it for CAF's connection timeout (3 s; see `net_config`). Needs
+// root (CAP_NET_ADMIN); skips with a warning otherwise. Topology:
 //
 //   trq<pid>s:  bridge br0, ports p1..pN
 //     p1 -- eth0 in trq<pid>m    10.231.0.1  task_master --bind 10.231.0.1

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +15,9 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "troupe/queue/errc.hpp"
+#include "troupe/runtime/errc.hpp"
 
 namespace troupe::queue::detail {
 
@@ -46,27 +50,31 @@ struct store_fixture {
   std::string path = dir.file("queue.db");
   store_meta meta{"tasks", "int64_t", "std::string"};
   store_contents contents;
-  std::string error;
 
   /// Opens the store at `path`, failing the test if that fails.
   std::unique_ptr<task_store> open() {
     contents = store_contents{};
-    error.clear();
-    auto result = task_store::open(path, meta, contents, error);
-    INFO(error);
-    REQUIRE(result != nullptr);
-    CHECK(error.empty());
-    return result;
+    auto result = task_store::open(path, meta, contents);
+    INFO((result ? std::string{} : error_text(result.error())));
+    REQUIRE(result);
+    REQUIRE(*result != nullptr);
+    return std::move(*result);
   }
 
   /// Commits, failing the test if that fails.
   void commit(task_store& store) {
-    std::string err;
-    auto ok = store.commit(err);
-    INFO(err);
-    REQUIRE(ok);
+    auto err = store.commit();
+    // `error_text` needs an error: an empty one has no context to read.
+    INFO((err ? error_text(err) : std::string{}));
+    REQUIRE(!err);
   }
 };
+
+/// Returns the text of the error `open` failed with, or an empty string if
+/// it succeeded.
+std::string text_of(const caf::expected<std::unique_ptr<task_store>>& x) {
+  return x ? std::string{} : error_text(x.error());
+}
 
 stored_result ok_result(uint64_t id, std::string payload,
                         uint32_t attempts = 1) {
@@ -157,8 +165,9 @@ TEST_CASE_METHOD(store_fixture, "a new store is empty", "[queue][task_store]") {
     CHECK(sql(path, "PRAGMA journal_mode") == std::vector<std::string>{"wal"});
   }
   SECTION("committing nothing succeeds") {
-    CHECK(store->commit(error));
-    CHECK(error.empty());
+    auto err = store->commit();
+    CHECK(!err);
+    CHECK(err == caf::none); // no error, hence no message
   }
 }
 
@@ -260,15 +269,15 @@ TEST_CASE_METHOD(store_fixture,
   if (pid == 0) {
     // Child: no Catch2 here; report trouble through the exit code.
     store_contents found;
-    std::string err;
-    auto store = task_store::open(path, meta, found, err);
-    if (store == nullptr)
+    auto opened = task_store::open(path, meta, found);
+    if (!opened || *opened == nullptr)
       _exit(2);
+    auto store = std::move(*opened);
     for (uint64_t id = 1; id <= 100; ++id)
       store->add_task(id, "task " + std::to_string(id));
     for (uint64_t id = 1; id <= 10; ++id)
       store->add_result(ok_result(id, "result " + std::to_string(id)));
-    if (!store->commit(err))
+    if (auto err = store->commit())
       _exit(3);
     const std::string big(64 * 1024, 'x');
     for (uint64_t id = 101; id <= 300; ++id)
@@ -403,9 +412,9 @@ TEST_CASE_METHOD(store_fixture,
                  "type std::string), not queue 'tasks' (task type double, "
                  "result type double): the task type and result type differ";
   }
-  auto store = task_store::open(path, other, contents, error);
-  CHECK(store == nullptr);
-  CHECK(error == expected);
+  auto store = task_store::open(path, other, contents);
+  CHECK_FALSE(store);
+  CHECK(text_of(store) == expected);
   CHECK(read_file(path) == before);
 }
 
@@ -415,8 +424,9 @@ TEST_CASE_METHOD(store_fixture, "a file that is not a troupe store is refused",
   SECTION("a text file") {
     before = "these are not the tasks you are looking for\n";
     write_file(path, before);
-    CHECK(task_store::open(path, meta, contents, error) == nullptr);
-    CHECK(error
+    auto store = task_store::open(path, meta, contents);
+    CHECK_FALSE(store);
+    CHECK(text_of(store)
           == "store " + path
                + " is not a troupe store: it is not an SQLite database");
   }
@@ -424,16 +434,18 @@ TEST_CASE_METHOD(store_fixture, "a file that is not a troupe store is refused",
     for (int i = 0; i < 8192; ++i)
       before.push_back(static_cast<char>(i * 7));
     write_file(path, before);
-    CHECK(task_store::open(path, meta, contents, error) == nullptr);
-    CHECK(error
+    auto store = task_store::open(path, meta, contents);
+    CHECK_FALSE(store);
+    CHECK(text_of(store)
           == "store " + path
                + " is not a troupe store: it is not an SQLite database");
   }
   SECTION("an SQLite database of something else") {
     REQUIRE(sql(path, "CREATE TABLE people(name TEXT)").empty());
     before = read_file(path);
-    CHECK(task_store::open(path, meta, contents, error) == nullptr);
-    CHECK(error
+    auto store = task_store::open(path, meta, contents);
+    CHECK_FALSE(store);
+    CHECK(text_of(store)
           == "store " + path
                + " is not a troupe store: it is an SQLite database without "
                  "troupe's meta table");
@@ -443,8 +455,9 @@ TEST_CASE_METHOD(store_fixture, "a file that is not a troupe store is refused",
                       "INSERT INTO meta VALUES('format', 'other')")
               .empty());
     before = read_file(path);
-    CHECK(task_store::open(path, meta, contents, error) == nullptr);
-    CHECK(error
+    auto store = task_store::open(path, meta, contents);
+    CHECK_FALSE(store);
+    CHECK(text_of(store)
           == "store " + path
                + " is not a troupe store: its meta table does not name the "
                  "format 'troupe.task_store'");
@@ -454,8 +467,9 @@ TEST_CASE_METHOD(store_fixture, "a file that is not a troupe store is refused",
     REQUIRE(
       sql(path, "UPDATE meta SET value = 99 WHERE key = 'version'").empty());
     before = read_file(path);
-    CHECK(task_store::open(path, meta, contents, error) == nullptr);
-    CHECK(error
+    auto store = task_store::open(path, meta, contents);
+    CHECK_FALSE(store);
+    CHECK(text_of(store)
           == "store " + path
                + " has format version 99, but this build of troupe reads "
                  "version 1");
@@ -467,8 +481,11 @@ TEST_CASE_METHOD(store_fixture, "a file that is not a troupe store is refused",
 TEST_CASE_METHOD(store_fixture, "a store that cannot be opened is reported",
                  "[queue][task_store]") {
   path = dir.file("no/such/dir/queue.db");
-  CHECK(task_store::open(path, meta, contents, error) == nullptr);
-  CHECK(error
+  auto store = task_store::open(path, meta, contents);
+  CHECK_FALSE(store);
+  if (!store)
+    CHECK(store.error() == errc::store_failed);
+  CHECK(text_of(store)
         == "cannot open store " + path + ": unable to open database file");
 }
 
@@ -481,8 +498,9 @@ TEST_CASE_METHOD(store_fixture, "commit reports a failed write",
   store->add_task(1, "a duplicate id");
   store->add_task(3, "dropped after the failure");
   CHECK_FALSE(store->add_result(ok_result(2, "dropped too")));
-  CHECK_FALSE(store->commit(error));
-  CHECK(error
+  auto err = store->commit();
+  CHECK(err);
+  CHECK(error_text(err)
         == "store " + path
              + ": cannot add task 1: UNIQUE constraint failed: tasks.id (the "
                "uncommitted writes are rolled back)");

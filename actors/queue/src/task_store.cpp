@@ -6,6 +6,8 @@
 
 #include <sqlite3.h>
 
+#include "troupe/queue/errc.hpp"
+
 // Layout of a store, format version 1:
 //
 //   meta(key TEXT PRIMARY KEY, value)    format, version, queue, task_type,
@@ -155,40 +157,41 @@ std::string describe(const store_meta& x) {
          + ", result type " + x.result_type + ")";
 }
 
-/// Runs SQL without results, setting `error` to `prefix` plus SQLite's
-/// message on failure.
-bool exec(sqlite3* db, const char* sql, const std::string& prefix,
-          std::string& error) {
-  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK)
-    return true;
-  error = prefix + sqlite3_errmsg(db);
-  return false;
+/// Returns `errc::store_failed` with `what` as its message: the one error
+/// of the store.
+caf::error store_error(std::string what) {
+  return caf::make_error(errc::store_failed, std::move(what));
 }
 
-/// Runs a query whose rows `f` reads one by one; sets `error` to `prefix`
-/// plus SQLite's message on failure.
+/// Runs SQL without results; on failure returns an error whose message is
+/// `prefix` plus SQLite's.
+[[nodiscard]] caf::error exec(sqlite3* db, const char* sql,
+                              const std::string& prefix) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK)
+    return caf::none;
+  return store_error(prefix + sqlite3_errmsg(db));
+}
+
+/// Runs a query whose rows `f` reads one by one; on failure returns an error
+/// whose message is `prefix` plus SQLite's.
 template <class F>
-bool query(sqlite3* db, const char* sql, const std::string& prefix,
-           std::string& error, F f) {
+[[nodiscard]] caf::error query(sqlite3* db, const char* sql,
+                               const std::string& prefix, F f) {
   statement stmt;
-  if (sqlite3_prepare_v2(db, sql, -1, stmt.out(), nullptr) != SQLITE_OK) {
-    error = prefix + sqlite3_errmsg(db);
-    return false;
-  }
+  if (sqlite3_prepare_v2(db, sql, -1, stmt.out(), nullptr) != SQLITE_OK)
+    return store_error(prefix + sqlite3_errmsg(db));
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW)
     f(stmt.get());
-  if (rc != SQLITE_DONE) {
-    error = prefix + sqlite3_errmsg(db);
-    return false;
-  }
-  return true;
+  if (rc != SQLITE_DONE)
+    return store_error(prefix + sqlite3_errmsg(db));
+  return caf::none;
 }
 
 /// Returns whether the database holds any table, view or index: an empty
 /// file is a new store, anything else must prove to be a troupe store.
-bool has_schema(sqlite3* db, const std::string& path, bool& result,
-                std::string& error) {
+[[nodiscard]] caf::expected<bool> has_schema(sqlite3* db,
+                                             const std::string& path) {
   auto prefix = "cannot read store " + path + ": ";
   // The first read of a file that is not SQLite fails with SQLITE_NOTADB.
   statement stmt;
@@ -196,22 +199,19 @@ bool has_schema(sqlite3* db, const std::string& path, bool& result,
                                stmt.out(), nullptr);
   if (rc == SQLITE_OK)
     rc = sqlite3_step(stmt.get());
-  if (rc == SQLITE_ROW) {
-    result = sqlite3_column_int64(stmt.get(), 0) > 0;
-    return true;
-  }
+  if (rc == SQLITE_ROW)
+    return sqlite3_column_int64(stmt.get(), 0) > 0;
   if ((rc & 0xff) == SQLITE_NOTADB)
-    error = "store " + path
-            + " is not a troupe store: it is not an SQLite database";
-  else
-    error = prefix + sqlite3_errmsg(db);
-  return false;
+    return store_error("store " + path
+                       + " is not a troupe store: it is not an SQLite "
+                         "database");
+  return store_error(prefix + sqlite3_errmsg(db));
 }
 
 /// Checks that the database is a troupe store of this format version created
 /// for `meta`.
-bool check_meta(sqlite3* db, const std::string& path, const store_meta& meta,
-                std::string& error) {
+[[nodiscard]] caf::error check_meta(sqlite3* db, const std::string& path,
+                                    const store_meta& meta) {
   std::string format;
   sqlite3_int64 version = 0;
   store_meta found;
@@ -230,33 +230,29 @@ bool check_meta(sqlite3* db, const std::string& path, const store_meta& meta,
   };
   auto prefix = "cannot read store " + path + ": ";
   uint64_t tables = 0;
-  if (!query(db,
-             "SELECT count(*) FROM sqlite_master"
-             " WHERE type = 'table' AND name = 'meta'",
-             prefix, error, [&](sqlite3_stmt* stmt) {
-               tables = from_sql(sqlite3_column_int64(stmt, 0));
-             }))
-    return false;
-  if (tables == 0) {
-    error = "store " + path
-            + " is not a troupe store: it is an SQLite database without "
-              "troupe's meta table";
-    return false;
-  }
-  if (!query(db, "SELECT key, value FROM meta", prefix, error, read))
-    return false;
-  if (format != format_name) {
-    error = "store " + path
-            + " is not a troupe store: its meta table does not name the format "
-            + quote(format_name);
-    return false;
-  }
-  if (version != format_version) {
-    error = "store " + path + " has format version " + std::to_string(version)
-            + ", but this build of troupe reads version "
-            + std::to_string(format_version);
-    return false;
-  }
+  if (auto err = query(db,
+                       "SELECT count(*) FROM sqlite_master"
+                       " WHERE type = 'table' AND name = 'meta'",
+                       prefix, [&](sqlite3_stmt* stmt) {
+                         tables = from_sql(sqlite3_column_int64(stmt, 0));
+                       }))
+    return err;
+  if (tables == 0)
+    return store_error("store " + path
+                       + " is not a troupe store: it is an SQLite database "
+                         "without troupe's meta table");
+  if (auto err = query(db, "SELECT key, value FROM meta", prefix, read))
+    return err;
+  if (format != format_name)
+    return store_error("store " + path
+                       + " is not a troupe store: its meta table does not "
+                         "name the format "
+                       + quote(format_name));
+  if (version != format_version)
+    return store_error("store " + path + " has format version "
+                       + std::to_string(version)
+                       + ", but this build of troupe reads version "
+                       + std::to_string(format_version));
   std::vector<std::string> diffs;
   if (found.queue != meta.queue)
     diffs.emplace_back("queue name");
@@ -265,31 +261,30 @@ bool check_meta(sqlite3* db, const std::string& path, const store_meta& meta,
   if (found.result_type != meta.result_type)
     diffs.emplace_back("result type");
   if (diffs.empty())
-    return true;
+    return caf::none;
   std::string what = diffs[0];
   for (size_t i = 1; i < diffs.size(); ++i)
     what += (i + 1 < diffs.size() ? ", " : " and ") + diffs[i];
-  error = "store " + path + " was created for " + describe(found) + ", not "
-          + describe(meta) + ": the " + what
-          + (diffs.size() == 1 ? " differs" : " differ");
-  return false;
+  return store_error("store " + path + " was created for " + describe(found)
+                     + ", not " + describe(meta) + ": the " + what
+                     + (diffs.size() == 1 ? " differs" : " differ"));
 }
 
 /// Creates the tables and meta rows of a new store, unless another process
 /// won the race to do so.
-bool create_schema(sqlite3* db, const std::string& path, const store_meta& meta,
-                   std::string& error) {
+[[nodiscard]] caf::error create_schema(sqlite3* db, const std::string& path,
+                                       const store_meta& meta) {
   auto prefix = "cannot create store " + path + ": ";
-  if (!exec(db, "BEGIN IMMEDIATE", prefix, error))
-    return false;
-  auto ok = exec(db, schema_sql, prefix, error);
-  if (ok) {
+  if (auto err = exec(db, "BEGIN IMMEDIATE", prefix))
+    return err;
+  auto err = exec(db, schema_sql, prefix);
+  if (!err) {
     statement stmt;
-    ok = sqlite3_prepare_v2(db,
-                            "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-                            " ON CONFLICT(key) DO NOTHING",
-                            -1, stmt.out(), nullptr)
-         == SQLITE_OK;
+    auto ok = sqlite3_prepare_v2(db,
+                                 "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                                 " ON CONFLICT(key) DO NOTHING",
+                                 -1, stmt.out(), nullptr)
+              == SQLITE_OK;
     auto put = [&](const char* key, auto value) {
       sqlite3_bind_text(stmt.get(), 1, key, -1, SQLITE_STATIC);
       if constexpr (std::is_same_v<decltype(value), sqlite3_int64>)
@@ -307,63 +302,64 @@ bool create_schema(sqlite3* db, const std::string& path, const store_meta& meta,
          && put("result_type", meta.result_type.c_str())
          && put("closed", sqlite3_int64{0});
     if (!ok)
-      error = prefix + sqlite3_errmsg(db);
+      err = store_error(prefix + sqlite3_errmsg(db));
   }
-  if (ok)
-    return exec(db, "COMMIT", prefix, error);
+  if (!err)
+    return exec(db, "COMMIT", prefix);
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-  return false;
+  return err;
 }
 
 /// Reads everything `open` reports, in one read transaction so that all of it
 /// comes from the same snapshot.
-bool read_contents(sqlite3* db, const std::string& path, store_contents& out,
-                   std::string& error) {
+[[nodiscard]] caf::error read_contents(sqlite3* db, const std::string& path,
+                                       store_contents& out) {
   auto prefix = "cannot read store " + path + ": ";
   out = store_contents{};
-  if (!exec(db, "BEGIN", prefix, error))
-    return false;
+  if (auto err = exec(db, "BEGIN", prefix))
+    return err;
+  // Runs the queries in order until one fails; returns its error.
+  caf::error err;
+  auto run = [&](const char* sql, auto f) {
+    if (!err)
+      err = query(db, sql, prefix, f);
+  };
   auto count = [&](const char* sql, uint64_t& x) {
-    return query(db, sql, prefix, error, [&](sqlite3_stmt* stmt) {
+    run(sql, [&](sqlite3_stmt* stmt) {
       x = from_sql(sqlite3_column_int64(stmt, 0));
     });
   };
   uint64_t closed = 0;
   uint64_t last_result = 0;
-  auto ok
-    = query(db,
-            "SELECT id, payload, attempts FROM tasks WHERE NOT EXISTS"
-            " (SELECT 1 FROM results WHERE results.id = tasks.id) ORDER BY id",
-            prefix, error,
-            [&](sqlite3_stmt* stmt) {
-              stored_task x;
-              x.id = from_sql(sqlite3_column_int64(stmt, 0));
-              x.payload = column_blob(stmt, 1);
-              x.attempts = static_cast<uint32_t>(sqlite3_column_int64(stmt, 2));
-              out.pending.emplace_back(std::move(x));
-            })
-      && query(db,
-               "SELECT id, ok, payload, error, attempts FROM results"
-               " WHERE consumed = 0 ORDER BY id",
-               prefix, error,
-               [&](sqlite3_stmt* stmt) {
-                 out.unconsumed.emplace_back(read_result(stmt));
-               })
-      && count("SELECT coalesce(max(id), 0) FROM tasks", out.last_id)
-      && count("SELECT coalesce(max(id), 0) FROM results", last_result)
-      && count("SELECT count(*) FROM tasks", out.tasks)
-      && count("SELECT count(*) FROM results", out.results)
-      && count("SELECT count(*) FROM results WHERE ok = 0", out.dead)
-      && count("SELECT count(*) FROM results WHERE consumed != 0", out.consumed)
-      && count("SELECT value FROM meta WHERE key = 'closed'", closed);
+  run("SELECT id, payload, attempts FROM tasks WHERE NOT EXISTS"
+      " (SELECT 1 FROM results WHERE results.id = tasks.id) ORDER BY id",
+      [&](sqlite3_stmt* stmt) {
+        stored_task x;
+        x.id = from_sql(sqlite3_column_int64(stmt, 0));
+        x.payload = column_blob(stmt, 1);
+        x.attempts = static_cast<uint32_t>(sqlite3_column_int64(stmt, 2));
+        out.pending.emplace_back(std::move(x));
+      });
+  run("SELECT id, ok, payload, error, attempts FROM results"
+      " WHERE consumed = 0 ORDER BY id",
+      [&](sqlite3_stmt* stmt) {
+        out.unconsumed.emplace_back(read_result(stmt));
+      });
+  count("SELECT coalesce(max(id), 0) FROM tasks", out.last_id);
+  count("SELECT coalesce(max(id), 0) FROM results", last_result);
+  count("SELECT count(*) FROM tasks", out.tasks);
+  count("SELECT count(*) FROM results", out.results);
+  count("SELECT count(*) FROM results WHERE ok = 0", out.dead);
+  count("SELECT count(*) FROM results WHERE consumed != 0", out.consumed);
+  count("SELECT value FROM meta WHERE key = 'closed'", closed);
   sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
-  if (!ok)
-    return false;
+  if (err)
+    return err;
   // A result names a task the store holds; taking the larger one anyway keeps
   // ids unique should a future version drop finished tasks.
   out.last_id = std::max(out.last_id, last_result);
   out.closed = closed != 0;
-  return true;
+  return caf::none;
 }
 
 } // namespace
@@ -383,59 +379,61 @@ task_store::~task_store() {
   sqlite3_close(db_);
 }
 
-std::unique_ptr<task_store> task_store::open(const std::string& path,
-                                             const store_meta& meta,
-                                             store_contents& contents,
-                                             std::string& error) {
+caf::expected<std::unique_ptr<task_store>>
+task_store::open(const std::string& path, const store_meta& meta,
+                 store_contents& contents) {
   sqlite3* db = nullptr;
   auto flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (auto rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
       rc != SQLITE_OK) {
-    error = "cannot open store " + path + ": "
-            + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    auto err = store_error(
+      "cannot open store " + path + ": "
+      + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
     sqlite3_close(db);
-    return nullptr;
+    return err;
   }
   // From here on the destructor closes `db`.
   std::unique_ptr<task_store> store{new task_store(db, path)};
   sqlite3_busy_timeout(db, busy_timeout_ms);
   // Check a file that already holds tables before changing anything in it.
-  auto existing = false;
-  if (!has_schema(db, path, existing, error)
-      || (existing && !check_meta(db, path, meta, error)))
-    return nullptr;
+  auto existing = has_schema(db, path);
+  if (!existing)
+    return std::move(existing.error());
+  if (*existing)
+    if (auto err = check_meta(db, path, meta))
+      return err;
   // WAL: a commit appends to the log, and a crash loses only transactions
   // without a commit record. NORMAL syncs at checkpoints, not on every commit:
   // a committed transaction survives a killed process (the log is in the
   // OS's page cache), though not necessarily a power cut.
   std::string mode;
   auto setup_prefix = "cannot set up store " + path + ": ";
-  if (!query(db, "PRAGMA journal_mode = WAL", setup_prefix, error,
-             [&](sqlite3_stmt* stmt) { mode = column_text(stmt, 0); }))
-    return nullptr;
-  if (mode != "wal") {
-    error = setup_prefix + "journal mode is " + mode + ", not wal";
-    return nullptr;
+  if (auto err
+      = query(db, "PRAGMA journal_mode = WAL", setup_prefix,
+              [&](sqlite3_stmt* stmt) { mode = column_text(stmt, 0); }))
+    return err;
+  if (mode != "wal")
+    return store_error(setup_prefix + "journal mode is " + mode + ", not wal");
+  if (auto err = exec(db, "PRAGMA synchronous = NORMAL", setup_prefix))
+    return err;
+  if (!*existing) {
+    if (auto err = create_schema(db, path, meta))
+      return err;
+    if (auto err = check_meta(db, path, meta))
+      return err;
   }
-  if (!exec(db, "PRAGMA synchronous = NORMAL", setup_prefix, error))
-    return nullptr;
-  if (!existing
-      && (!create_schema(db, path, meta, error)
-          || !check_meta(db, path, meta, error)))
-    return nullptr;
   store->statements_.reserve(statement_count);
   for (auto* sql : statement_sql) {
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
                            nullptr)
-        != SQLITE_OK) {
-      error = "store " + path + " is corrupt: " + sqlite3_errmsg(db);
-      return nullptr;
-    }
+        != SQLITE_OK)
+      return store_error("store " + path
+                         + " is corrupt: " + sqlite3_errmsg(db));
     store->statements_.push_back(stmt);
   }
-  if (!read_contents(db, path, contents, error))
-    return nullptr;
+  if (auto err = read_contents(db, path, contents))
+    return err;
   return store;
 }
 
@@ -510,16 +508,16 @@ void task_store::close_queue() {
   run(statements_[close_queue_stmt], "close the queue", 0);
 }
 
-bool task_store::commit(std::string& error) {
+caf::error task_store::commit() {
   if (failure_.empty()) {
     if (!in_transaction_)
-      return true;
+      return caf::none;
     auto* stmt = statements_[commit_stmt];
     auto rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
     if (rc == SQLITE_DONE) {
       in_transaction_ = false;
-      return true;
+      return caf::none;
     }
     failure_ = "cannot commit to store " + path_ + ": " + sqlite3_errmsg(db_);
   }
@@ -530,10 +528,10 @@ bool task_store::commit(std::string& error) {
     sqlite3_reset(stmt);
   }
   in_transaction_ = false;
-  error = std::move(failure_);
-  error += " (the uncommitted writes are rolled back)";
+  auto what = std::move(failure_);
+  what += " (the uncommitted writes are rolled back)";
   failure_.clear();
-  return false;
+  return store_error(std::move(what));
 }
 
 std::vector<stored_result> task_store::dead_letters() {

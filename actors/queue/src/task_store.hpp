@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 struct sqlite3;
 struct sqlite3_stmt;
 
@@ -60,13 +63,13 @@ struct store_contents {
 /// that was committed.
 ///
 /// Writes are batched: every mutating call joins the current transaction,
-/// which `commit()` ends. The queue server commits before it acknowledges a
-/// `put` and at least every few milliseconds, so a kill loses at most the
-/// uncommitted tail, never an acknowledged task. A result is stored at most
+/// which `commit()` ends. The queue actor commits at the end of every message
+/// that wrote, before it answers (a `put`, a `get`), so a kill loses at most
+/// the uncommitted tail, never an acknowledged task. A result is stored at most
 /// once per task id (`add_result` on a task that already has one does
 /// nothing and returns false).
 ///
-/// Not thread-safe: one queue server actor owns it.
+/// Not thread-safe: one queue actor owns it.
 class task_store {
 public:
   task_store(const task_store&) = delete;
@@ -75,13 +78,12 @@ public:
   ~task_store();
 
   /// Opens `path`, creating the file and the schema if needed, and reads
-  /// what it holds into `contents`. On failure returns null and sets `error`
-  /// to a message that names the file and the cause (cannot open, not a
-  /// troupe store, created for another queue or other types, corrupt).
-  static std::unique_ptr<task_store> open(const std::string& path,
-                                          const store_meta& meta,
-                                          store_contents& contents,
-                                          std::string& error);
+  /// what it holds into `contents`. Fails with `errc::store_failed` and a
+  /// message that names the file and the cause (cannot open, not a troupe
+  /// store, created for another queue or other types, corrupt).
+  [[nodiscard]] static caf::expected<std::unique_ptr<task_store>>
+  open(const std::string& path, const store_meta& meta,
+       store_contents& contents);
 
   /// Stores a new task with a caller-chosen id (ids increase).
   void add_task(uint64_t id, const std::string& payload);
@@ -100,9 +102,10 @@ public:
   /// Records that the queue takes no more tasks.
   void close_queue();
 
-  /// Ends the current transaction (a no-op when nothing changed). Returns
-  /// false and sets `error` if SQLite failed (disk full, I/O error).
-  bool commit(std::string& error);
+  /// Ends the current transaction (a no-op when nothing changed). Fails with
+  /// `errc::store_failed` if SQLite failed (disk full, I/O error); the
+  /// message names the first write that failed.
+  [[nodiscard]] caf::error commit();
 
   /// Returns the dead-lettered results (not ok), in id order.
   std::vector<stored_result> dead_letters();
@@ -130,7 +133,7 @@ private:
   std::vector<sqlite3_stmt*> statements_;
   // Why a write of the current batch failed; empty while all succeeded.
   // Every later write is dropped, and `commit` rolls the batch back and
-  // reports this.
+  // reports this, with a note appended (hence text, not a `caf::error`).
   std::string failure_;
 };
 

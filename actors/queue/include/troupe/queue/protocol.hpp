@@ -13,9 +13,9 @@ namespace troupe::queue {
 
 /// The messages a task-queue master and its workers exchange. They cross
 /// process boundaries, so `troupe::queue::add_message_types` registers them
-/// with every `troupe::config`. Payloads are the tasks' and
-/// results' own types serialized with CAF's binary serializer, so the master
-/// can store them without knowing those types.
+/// with every `troupe::config`. Payloads are the tasks' and results' own
+/// types serialized with CAF's binary serializer, so the master can store
+/// them without knowing those types.
 ///
 /// The protocol, between a worker actor `W` and the master's queue actor `Q`
 /// (found through the directory actor `D` published at the master's port):

@@ -19,14 +19,11 @@
 #include <caf/timespan.hpp>
 
 #include "troupe/queue/errc.hpp"
+#include "troupe/queue/fwd.hpp"
 #include "troupe/queue/protocol.hpp"
 #include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/fwd.hpp"
-
-namespace troupe {
-class net_config;
-} // namespace troupe
 
 namespace troupe::queue {
 
@@ -125,24 +122,28 @@ public:
   queue_core(const queue_core&) = delete;
   queue_core& operator=(const queue_core&) = delete;
 
-  static caf::expected<std::shared_ptr<queue_core>>
+  [[nodiscard]] static caf::expected<std::shared_ptr<queue_core>>
   create(node& host, queue_options opts, std::string task_type,
          std::string result_type);
 
   ~queue_core();
 
-  caf::expected<std::vector<uint64_t>>
+  [[nodiscard]] caf::expected<std::vector<uint64_t>>
   put(std::vector<std::vector<char>> payloads);
 
   /// Acknowledges `acks` (see `task_queue::task_done`), then waits up to
   /// `timeout` for at least one result; returns up to `max`.
-  caf::expected<std::vector<raw_result>> get(size_t max, caf::timespan timeout,
-                                             std::vector<uint64_t> acks);
+  [[nodiscard]] caf::expected<std::vector<raw_result>>
+  get(size_t max, caf::timespan timeout, std::vector<uint64_t> acks);
 
-  caf::error close(caf::timespan timeout, std::vector<uint64_t> acks);
+  [[nodiscard]] caf::error close(caf::timespan timeout,
+                                 std::vector<uint64_t> acks);
 
+  /// Returns the queue's figures; all zero if its actor does not answer.
   queue_stats stats();
 
+  /// Returns the dead-letter list; empty if the queue's actor does not
+  /// answer.
   std::vector<dead_letter> dead_letters();
 
   const caf::actor& actor() const noexcept {
@@ -174,8 +175,7 @@ using raw_task_fn
 
 } // namespace detail
 
-// -- master side
-// ----------------------------------------------------------------
+// -- master side --------------------------------------------------------------
 
 /// A result as the master receives it: the task's id, how many deliveries
 /// it took, and the value or the error that sent it to the dead-letter list.
@@ -208,7 +208,8 @@ class task_queue {
 public:
   /// Creates the queue on `host`. Fails with `errc::store_failed` if the
   /// store cannot be opened or belongs to another queue.
-  static caf::expected<task_queue> create(node& host, queue_options opts) {
+  [[nodiscard]] static caf::expected<task_queue> create(node& host,
+                                                        queue_options opts) {
     auto core = detail::queue_core::create(host, std::move(opts),
                                            detail::type_name<Task>(),
                                            detail::type_name<Result>());
@@ -218,7 +219,7 @@ public:
   }
 
   /// Adds a task; returns its id.
-  caf::expected<uint64_t> put(const Task& task) {
+  [[nodiscard]] caf::expected<uint64_t> put(const Task& task) {
     auto ids = put_all({task});
     if (!ids)
       return std::move(ids.error());
@@ -227,7 +228,8 @@ public:
 
   /// Adds several tasks in one step (one commit in durable mode); returns
   /// their ids in order.
-  caf::expected<std::vector<uint64_t>> put_all(const std::vector<Task>& xs) {
+  [[nodiscard]] caf::expected<std::vector<uint64_t>>
+  put_all(const std::vector<Task>& xs) {
     std::vector<std::vector<char>> payloads;
     payloads.reserve(xs.size());
     for (auto& x : xs)
@@ -238,7 +240,7 @@ public:
   /// Returns the next result, waiting up to `timeout`; `troupe::errc::timeout`
   /// if none arrived in time, `troupe::errc::closed` if the queue is closed and
   /// every result was taken.
-  caf::expected<task_result<Result>> get(caf::timespan timeout) {
+  [[nodiscard]] caf::expected<task_result<Result>> get(caf::timespan timeout) {
     auto& r = *reader_;
     std::unique_lock<std::mutex> guard{r.mtx};
     if (r.pos == r.buffer.size()) {
@@ -271,7 +273,8 @@ public:
   /// Closes the queue: no more `put`; once every task has its result the
   /// workers are told to leave. Waits up to `timeout` for connected workers
   /// to acknowledge that, if the queue is already drained.
-  caf::error close(caf::timespan timeout = std::chrono::seconds{2}) {
+  [[nodiscard]] caf::error close(caf::timespan timeout
+                                 = std::chrono::seconds{2}) {
     auto& r = *reader_;
     std::unique_lock<std::mutex> guard{r.mtx};
     auto acks = std::move(r.acks);
@@ -279,10 +282,14 @@ public:
     return core_->close(timeout, std::move(acks));
   }
 
+  /// Returns what the queue has done so far; all zero if the queue actor is
+  /// gone (stopped with its node).
   queue_stats stats() {
     return core_->stats();
   }
 
+  /// Returns the tasks that went to the dead-letter list (in durable mode,
+  /// those of earlier runs too); empty if the queue actor is gone.
   std::vector<dead_letter> dead_letters() {
     return core_->dead_letters();
   }
@@ -338,9 +345,9 @@ private:
 /// Publishes the queues at `cfg.bind:port` (port 0: the OS chooses), over
 /// TLS if `cfg.tls()`, so that workers can join them by name. Returns the
 /// port.
-caf::expected<uint16_t> serve_queues(node& host, const net_config& cfg,
-                                     uint16_t port,
-                                     const std::vector<caf::actor>& queues);
+[[nodiscard]] caf::expected<uint16_t>
+serve_queues(node& host, const net_config& cfg, uint16_t port,
+             const std::vector<caf::actor>& queues);
 
 // -- worker side
 // ----------------------------------------------------------------
