@@ -56,6 +56,8 @@ std::string render_error(const std::string& name, const caf::message& ctx) {
 } // namespace detail
 
 std::string error_text(const caf::error& err) {
+  if (!err) // CAF 0.17 crashes on context() of an empty error
+    return "no error";
   if (err.context().size() == 1 && err.context().match_element<std::string>(0))
     return err.context().get_as<std::string>(0);
   return to_string(err);

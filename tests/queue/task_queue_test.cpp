@@ -206,8 +206,8 @@ TEST_CASE("a worker that dies holding tasks has them redelivered",
   bool told = false; // only the doomed actor touches it
   worker_hello hello;
   hello.queue = q.name();
-  hello.task_type = detail::type_name<int64_t>();
-  hello.result_type = detail::type_name<int64_t>();
+  hello.task_type = troupe::type_name<int64_t>();
+  hello.result_type = troupe::type_name<int64_t>();
   hello.node = f.node.info();
   hello.node.name = "doomed";
   hello.prefetch = 8;
@@ -239,6 +239,28 @@ TEST_CASE("a worker that dies holding tasks has them redelivered",
   CHECK(st.results == 8);
 }
 
+TEST_CASE("a worker whose message registry differs is told which types",
+          "[task_queue]") {
+  fixture f;
+  auto q = make_queue(f.node);
+  worker_hello hello;
+  hello.queue = q.name();
+  hello.task_type = troupe::type_name<int64_t>();
+  hello.result_type = troupe::type_name<int64_t>();
+  hello.node = f.node.info();
+  hello.node.name = "odd";
+  hello.node.types.push_back("app.only_on_the_worker");
+  hello.node.fingerprint = "another registry";
+  caf::scoped_actor self{f.node.system()};
+  caf::error err;
+  self->request(q.actor(), patience, tq_join_atom::value, hello)
+    .receive([](const caf::actor&) {}, [&](caf::error& x) { err = x; });
+  REQUIRE(err == troupe::errc::registry_mismatch);
+  CHECK_THAT(troupe::error_text(err),
+             Catch::Contains("worker odd registered other message types")
+               && Catch::Contains("lacks: app.only_on_the_worker"));
+}
+
 TEST_CASE("a worker of other types is refused with a message", "[task_queue]") {
   fixture f;
   auto q = make_queue(f.node);
@@ -249,8 +271,8 @@ TEST_CASE("a worker of other types is refused with a message", "[task_queue]") {
   std::string failure;
   auto w = detail::spawn_raw_worker(
     f.node, nullptr, opts, "std::string", "long",
-    [](const std::vector<char>&, std::vector<char>&, std::string&) {
-      return true;
+    [](const std::vector<char>&) -> caf::expected<std::vector<char>> {
+      return std::vector<char>{};
     },
     [&](worker_event ev, const std::string& text) {
       if (ev == worker_event::failed) {

@@ -41,6 +41,7 @@ TEST_CASE("error_text shows a troupe error's message - or CAF's rendering",
   CHECK(error_text(caf::make_error(errc::closed, "queue 'q' is closed"))
         == "queue 'q' is closed");
   CHECK_FALSE(error_text(caf::make_error(errc::closed)).empty());
+  CHECK(error_text(caf::error{}) == "no error");
 }
 
 } // namespace troupe

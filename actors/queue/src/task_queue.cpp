@@ -1,17 +1,14 @@
 // The master's handle of a task queue: `queue_core`, the type-erased part
 // of `task_queue<Task, Result>`, which opens the store, spawns the queue actor
 // (queue_actor.cpp) and turns `put`, `get`, `close`, `stats` and
-// `dead_letters` into blocking requests to it; and `detail::demangle`, the
-// type names master and workers compare.
+// `dead_letters` into blocking requests to it.
 
 #include "troupe/queue/task_queue.hpp"
 
 #include <chrono>
-#include <cstdlib>
 #include <utility>
 
 #include <caf/actor_system.hpp>
-#include <cxxabi.h>
 
 #include "troupe/runtime/blocking_request.hpp"
 #include "troupe/runtime/node.hpp"
@@ -22,16 +19,6 @@
 namespace troupe::queue {
 
 namespace detail {
-
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* text = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  if (status != 0 || text == nullptr)
-    return mangled;
-  std::string result{text};
-  std::free(text); // NOLINT: allocated by __cxa_demangle
-  return result;
-}
 
 queue_core::queue_core(node& host, caf::actor hdl, std::string name,
                        queue_resume r)

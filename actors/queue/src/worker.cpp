@@ -204,7 +204,12 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
         result_msg r;
         r.id = t.id;
         r.attempt = t.attempt;
-        r.ok = s.fn(t.payload, r.payload, r.error);
+        auto out = s.fn(t.payload);
+        r.ok = static_cast<bool>(out);
+        if (out)
+          r.payload = std::move(*out);
+        else
+          r.error = error_text(out.error());
         if (!r.ok)
           troupe::log(self->system())
             .warn("worker: task {} failed: {}", t.id, r.error);

@@ -60,7 +60,8 @@ enum class errc : uint8_t {
 std::string to_string(errc x);
 
 /// Returns the text to show a user for `err`: its message if it carries one
-/// (troupe's errors do), otherwise CAF's rendering of it.
+/// (troupe's errors do), otherwise CAF's rendering of it; "no error" for
+/// an empty one.
 std::string error_text(const caf::error& err);
 
 /// Registers the error enum of `category` with `cfg`, so that CAF renders

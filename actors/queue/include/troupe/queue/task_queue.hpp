@@ -6,13 +6,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include <caf/actor.hpp>
-#include <caf/binary_deserializer.hpp>
-#include <caf/binary_serializer.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/meta/type_name.hpp>
@@ -24,6 +21,7 @@
 #include "troupe/runtime/dialer.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/fwd.hpp"
+#include "troupe/runtime/payload.hpp"
 
 namespace troupe::queue {
 
@@ -92,30 +90,6 @@ namespace detail {
 /// @private
 using raw_result = troupe::queue::result_msg;
 
-/// Returns a readable name of `T` (demangled), used to check that master and
-/// workers agree on the task and result types. @private
-std::string demangle(const char* mangled);
-
-template <class T>
-std::string type_name() {
-  return demangle(typeid(T).name());
-}
-
-template <class T>
-std::vector<char> to_bytes(const T& x) {
-  std::vector<char> buf;
-  caf::binary_serializer sink{nullptr, buf};
-  // Serializing into a vector fails only on allocation failure, which throws.
-  static_cast<void>(sink(const_cast<T&>(x)));
-  return buf;
-}
-
-template <class T>
-caf::error from_bytes(const std::vector<char>& buf, T& x) {
-  caf::binary_deserializer source{nullptr, buf};
-  return source(x);
-}
-
 /// The type-erased master side of a queue: owns the queue actor. @private
 class queue_core {
 public:
@@ -168,10 +142,9 @@ private:
 };
 
 /// The work a worker does, type-erased: decodes a task, runs it, encodes
-/// the result; returns false and sets `error` if the task failed. @private
+/// the result; `errc::job_failed` saying why if the task failed. @private
 using raw_task_fn
-  = std::function<bool(const std::vector<char>& task, std::vector<char>& result,
-                       std::string& error)>;
+  = std::function<caf::expected<std::vector<char>>(const std::vector<char>&)>;
 
 } // namespace detail
 
@@ -211,8 +184,8 @@ public:
   [[nodiscard]] static caf::expected<task_queue> create(node& host,
                                                         queue_options opts) {
     auto core = detail::queue_core::create(host, std::move(opts),
-                                           detail::type_name<Task>(),
-                                           detail::type_name<Result>());
+                                           troupe::type_name<Task>(),
+                                           troupe::type_name<Result>());
     if (!core)
       return std::move(core.error());
     return task_queue{std::move(*core)};
@@ -233,7 +206,7 @@ public:
     std::vector<std::vector<char>> payloads;
     payloads.reserve(xs.size());
     for (auto& x : xs)
-      payloads.emplace_back(detail::to_bytes(x));
+      payloads.emplace_back(troupe::to_bytes(x));
     return core_->put(std::move(payloads));
   }
 
@@ -329,7 +302,7 @@ private:
       return result;
     }
     Result value{};
-    if (auto err = detail::from_bytes(x.payload, value))
+    if (auto err = troupe::from_bytes(x.payload, value))
       result.value = caf::make_error(troupe::errc::type_mismatch,
                                      "cannot decode the result of task "
                                        + std::to_string(x.id));
@@ -403,6 +376,29 @@ caf::actor spawn_raw_worker(node& host, const net_config* cfg,
 
 } // namespace detail
 
+namespace detail {
+
+template <class Task, class Result, class F>
+raw_task_fn make_raw_task_fn(F fn) {
+  return
+    [fn = std::move(fn)](
+      const std::vector<char>& in) mutable -> caf::expected<std::vector<char>> {
+      Task task{};
+      if (auto err = troupe::from_bytes(in, task))
+        return caf::make_error(troupe::errc::job_failed,
+                               "cannot decode the task");
+      try {
+        return troupe::to_bytes<Result>(fn(task));
+      } catch (const std::exception& ex) {
+        return caf::make_error(troupe::errc::job_failed, ex.what());
+      } catch (...) {
+        return caf::make_error(troupe::errc::job_failed, "unknown exception");
+      }
+    };
+}
+
+} // namespace detail
+
 /// Spawns a worker that joins `opts.queue` at `opts.host:opts.port` and runs
 /// `fn(const Task&) -> Result` on each task, on a thread of its own (tasks
 /// may block). A task that throws comes back to the master as an error and
@@ -413,38 +409,12 @@ caf::actor spawn_raw_worker(node& host, const net_config* cfg,
 ///
 /// The returned actor is a top-level actor of `host`; wait for it with
 /// `caf::scoped_actor::wait_for` or `node::await_actors`.
-namespace detail {
-
-template <class Task, class Result, class F>
-raw_task_fn make_raw_task_fn(F fn) {
-  return
-    [fn = std::move(fn)](const std::vector<char>& in, std::vector<char>& out,
-                         std::string& error) mutable {
-      Task task{};
-      if (auto err = detail::from_bytes(in, task)) {
-        error = "cannot decode the task";
-        return false;
-      }
-      try {
-        out = detail::to_bytes<Result>(fn(task));
-        return true;
-      } catch (const std::exception& ex) {
-        error = ex.what();
-      } catch (...) {
-        error = "unknown exception";
-      }
-      return false;
-    };
-}
-
-} // namespace detail
-
 template <class Task, class Result, class F>
 caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
                         F fn, worker_listener listener = {}) {
   return detail::spawn_raw_worker(
-    host, &cfg, std::move(opts), detail::type_name<Task>(),
-    detail::type_name<Result>(),
+    host, &cfg, std::move(opts), troupe::type_name<Task>(),
+    troupe::type_name<Result>(),
     detail::make_raw_task_fn<Task, Result>(std::move(fn)), std::move(listener));
 }
 
@@ -459,8 +429,8 @@ caf::actor spawn_local_worker(node& host, const task_queue<Task, Result>& q,
   opts.prefetch = prefetch;
   opts.local_queue = q.actor();
   return detail::spawn_raw_worker(
-    host, nullptr, std::move(opts), detail::type_name<Task>(),
-    detail::type_name<Result>(),
+    host, nullptr, std::move(opts), troupe::type_name<Task>(),
+    troupe::type_name<Result>(),
     detail::make_raw_task_fn<Task, Result>(std::move(fn)), std::move(listener));
 }
 
