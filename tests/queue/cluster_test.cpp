@@ -3,7 +3,8 @@
 // cut until both ends have noticed. A cut connection does not close: each
 // end notices only when nothing, not even a heartbeat (every 500 ms), has
 // arrived on it for CAF's connection timeout (3 s; see `net_config`). Needs
-// root (CAP_NET_ADMIN); skips with a warning otherwise. Topology:
+// root (CAP_NET_ADMIN); otherwise each test says why and exits 77, which
+// CTest reports as skipped. Topology:
 //
 //   trq<pid>s:  bridge br0, ports p1..pN
 //     p1 -- eth0 in trq<pid>m    10.231.0.1  task_master --bind 10.231.0.1

@@ -13,6 +13,8 @@ class node;
 enum class errc : uint8_t;
 struct node_info;
 struct reconnect_options;
+template <class T>
+class one_shot;
 
 namespace security {
 

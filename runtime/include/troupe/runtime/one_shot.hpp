@@ -96,7 +96,7 @@ public:
 
   /// Like `wait()`, but moves the value out: for the one waiter of a slot
   /// that nobody else reads.
-  caf::expected<T> take() {
+  [[nodiscard]] caf::expected<T> take() {
     std::unique_lock<std::mutex> guard{mtx_};
     cv_.wait(guard, [this] { return ready_; });
     return std::move(*value_);

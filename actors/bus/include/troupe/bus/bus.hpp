@@ -268,10 +268,11 @@ public:
                                   const inject_options& opts);
 
 private:
-  caf::error reply(const bus_message& request, bus_message_view msg);
+  [[nodiscard]] caf::error reply(const bus_message& request,
+                                 bus_message_view msg);
 
-  caf::expected<bus_message> request(bus_message_view msg,
-                                     caf::timespan timeout);
+  [[nodiscard]] caf::expected<bus_message> request(bus_message_view msg,
+                                                   caf::timespan timeout);
 
   std::shared_ptr<detail::bus_core> core_;
 };

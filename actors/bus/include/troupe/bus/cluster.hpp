@@ -140,8 +140,8 @@ public:
   /// `troupe::errc::timeout` if the attempt still runs after `wait`. A failed
   /// link keeps retrying in the background either way.
   /// `troupe::errc::invalid_option_value` for port 0.
-  caf::error connect(const std::string& host, uint16_t port,
-                     caf::timespan wait = caf::timespan{0});
+  [[nodiscard]] caf::error connect(const std::string& host, uint16_t port,
+                                   caf::timespan wait = caf::timespan{0});
 
   /// Blocks until some peer advertises interest that matches `subject`
   /// (true) or `timeout` passed (false).
@@ -149,7 +149,7 @@ public:
 
   /// Blocks until every message published so far was handed to the peers
   /// and acknowledged by them, or `timeout` passed (`troupe::errc::timeout`).
-  caf::error flush(caf::timespan timeout);
+  [[nodiscard]] caf::error flush(caf::timespan timeout);
 
   /// Returns the peers linked now.
   std::vector<cluster_peer> peers() const;

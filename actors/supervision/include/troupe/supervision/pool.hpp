@@ -48,7 +48,7 @@ public:
   virtual void fail(caf::error err) = 0;
 
 protected:
-  virtual caf::error do_run() = 0;
+  [[nodiscard]] virtual caf::error do_run() = 0;
 
   /// Removes the job from its pool's books. Returns whether it was still
   /// waiting to run, i.e. whether it was dropped unrun and uncancelled.
@@ -133,7 +133,7 @@ public:
   }
 
 protected:
-  caf::error do_run() override {
+  [[nodiscard]] caf::error do_run() override {
     caf::error err;
     if constexpr (std::is_void_v<R>) {
       try {
