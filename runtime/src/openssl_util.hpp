@@ -78,6 +78,11 @@ struct error_queue_guard {
 
 // -- errors, PEM and X.509 ----------------------------------------------------
 
+/// Returns whether the X.509 verification error `code` means that a
+/// certificate was not issued by the trusted CA (another cluster's key, or
+/// another CA), as opposed to a bad date or a malformed certificate.
+bool is_foreign_issuer(long code);
+
 /// Returns the reason of the oldest OpenSSL error, or `fallback`.
 std::string openssl_error(const char* fallback = "unknown OpenSSL error");
 

@@ -90,21 +90,16 @@ caf::error check_tls_files(const tls_files& files,
     auto which = is_leaf ? "the certificate " + files.cert
                  : is_ca ? "the CA certificate " + files.ca
                          : "an intermediate certificate in " + files.cert;
+    if (detail::is_foreign_issuer(code))
+      return tls_error("the certificate " + files.cert
+                       + " is not signed by the CA in " + files.ca
+                       + " (issued by '"
+                       + detail::common_name(X509_get_issuer_name(leaf.get()))
+                       + "', the CA is '"
+                       + detail::common_name(
+                         X509_get_subject_name(sk_X509_value(cas.get(), 0)))
+                       + "'; different --authkey-file or --tls-ca?)");
     switch (code) {
-      case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-      case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-      case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-      case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-      case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-      case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-        return tls_error("the certificate " + files.cert
-                         + " is not signed by the CA in " + files.ca
-                         + " (issued by '"
-                         + detail::common_name(X509_get_issuer_name(leaf.get()))
-                         + "', the CA is '"
-                         + detail::common_name(
-                           X509_get_subject_name(sk_X509_value(cas.get(), 0)))
-                         + "'; different --authkey-file or --tls-ca?)");
       case X509_V_ERR_CERT_HAS_EXPIRED:
         return tls_error(which + " expired on "
                          + detail::time_text(X509_get0_notAfter(bad)));

@@ -141,16 +141,11 @@ std::string explain_alert(int desc) {
 
 std::string explain_verify_error(const handshake_state& state,
                                  const std::string& our_ca) {
+  if (detail::is_foreign_issuer(state.verify_error))
+    return "the server's certificate is not signed by our cluster CA "
+           "(different --authkey-file or --tls-ca?): it was issued by '"
+           + state.peer_issuer + "', ours is '" + our_ca + "'";
   switch (state.verify_error) {
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-      return "the server's certificate is not signed by our cluster CA "
-             "(different --authkey-file or --tls-ca?): it was issued by '"
-             + state.peer_issuer + "', ours is '" + our_ca + "'";
     case X509_V_ERR_CERT_HAS_EXPIRED:
       return "the server's certificate has expired (check the clocks of both "
              "hosts)";

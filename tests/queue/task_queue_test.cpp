@@ -67,6 +67,20 @@ std::vector<task_result<int64_t>> take(queue& q, size_t n) {
   return xs;
 }
 
+// Returns what a worker of `int64_t -> int64_t` tasks on `n`, named `name`,
+// says when it joins `q` (for tests that speak the protocol directly).
+worker_hello hello_to(const queue& q, troupe::node& n, std::string name,
+                      uint32_t prefetch) {
+  worker_hello hello;
+  hello.queue = q.name();
+  hello.task_type = troupe::type_name<int64_t>();
+  hello.result_type = troupe::type_name<int64_t>();
+  hello.node = n.info();
+  hello.node.name = std::move(name);
+  hello.prefetch = prefetch;
+  return hello;
+}
+
 queue make_queue(troupe::node& n, queue_options opts = {}) {
   auto q = queue::create(n, std::move(opts));
   REQUIRE(q);
@@ -204,13 +218,7 @@ TEST_CASE("a worker that dies holding tasks has them redelivered",
   std::promise<size_t> held;
   auto held_future = held.get_future();
   bool told = false; // only the doomed actor touches it
-  worker_hello hello;
-  hello.queue = q.name();
-  hello.task_type = troupe::type_name<int64_t>();
-  hello.result_type = troupe::type_name<int64_t>();
-  hello.node = f.node.info();
-  hello.node.name = "doomed";
-  hello.prefetch = 8;
+  auto hello = hello_to(q, f.node, "doomed", 8);
   auto doomed = f.node.system().spawn([&, hello](caf::event_based_actor* self) {
     self->request(q.actor(), patience, tq_join_atom::value, hello)
       .then([](const caf::actor&) {});
@@ -243,12 +251,7 @@ TEST_CASE("a worker whose message registry differs is told which types",
           "[task_queue]") {
   fixture f;
   auto q = make_queue(f.node);
-  worker_hello hello;
-  hello.queue = q.name();
-  hello.task_type = troupe::type_name<int64_t>();
-  hello.result_type = troupe::type_name<int64_t>();
-  hello.node = f.node.info();
-  hello.node.name = "odd";
+  auto hello = hello_to(q, f.node, "odd", 8);
   hello.node.types.push_back("app.only_on_the_worker");
   hello.node.fingerprint = "another registry";
   caf::scoped_actor self{f.node.system()};

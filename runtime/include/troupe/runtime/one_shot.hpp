@@ -15,10 +15,11 @@
 
 namespace troupe {
 
-/// A result that one side delivers once and plain threads wait for: how
-/// every blocking handle of troupe waits (a pool's `async_result`, the task
-/// queue's `put`/`get`, the bus's `request`). An actor or another thread
-/// calls `deliver`; the waiting thread calls `wait(timeout)`. The first
+/// A result that one side delivers once and plain threads wait for: how a
+/// blocking handle of troupe waits for what another party delivers (a
+/// pool's `async_result`, the bus's `request`); a handle that asks an actor
+/// uses `blocking_request` instead. An actor or another thread calls
+/// `deliver`; the waiting thread calls `wait(timeout)`. The first
 /// delivery wins and later ones are ignored, so an answer and a failure (a
 /// shutdown, a lost peer) may race without harm.
 ///
