@@ -4,18 +4,6 @@
 
 namespace troupe::bus::detail {
 
-namespace {
-
-// Scratch for `subject_index::match`. Per thread: readers of one table may
-// run concurrently (publishers routing a message, under a shared lock).
-std::vector<uint64_t>& scratch_ids() {
-  thread_local std::vector<uint64_t> ids;
-  ids.clear();
-  return ids;
-}
-
-} // namespace
-
 interest_table::interest_table() = default;
 
 interest_table::~interest_table() = default;
@@ -37,24 +25,6 @@ bool interest_table::contains(const std::string& pattern,
                               const std::string& group) const {
   auto i = pairs_.find({pattern, group});
   return i != pairs_.end() && i->second.count > 0;
-}
-
-void interest_table::match(std::string_view subject,
-                           std::vector<std::string_view>& groups) const {
-  if (by_id_.empty())
-    return;
-  auto& ids = scratch_ids();
-  index_.match(subject, ids);
-  for (auto id : ids)
-    groups.emplace_back(by_id_.at(id)->second);
-}
-
-bool interest_table::matches(std::string_view subject) const {
-  if (by_id_.empty())
-    return false;
-  auto& ids = scratch_ids();
-  index_.match(subject, ids);
-  return !ids.empty();
 }
 
 std::vector<bus_interest> interest_table::list() const {

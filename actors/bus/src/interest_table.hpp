@@ -68,11 +68,24 @@ public:
   /// until the pair is removed.
   /// @pre `validate_subject(subject)` is none.
   void match(std::string_view subject,
-             std::vector<std::string_view>& groups) const;
+             std::vector<std::string_view>& groups) const {
+    if (by_id_.empty())
+      return;
+    auto& ids = scratch_ids();
+    index_.match(subject, ids);
+    for (auto id : ids)
+      groups.emplace_back(by_id_.at(id)->second);
+  }
 
   /// Returns whether a present pair matches `subject`.
   /// @pre `validate_subject(subject)` is none.
-  bool matches(std::string_view subject) const;
+  bool matches(std::string_view subject) const {
+    if (by_id_.empty())
+      return false;
+    auto& ids = scratch_ids();
+    index_.match(subject, ids);
+    return !ids.empty();
+  }
 
   /// Returns the present pairs, ordered by pattern, then queue group.
   std::vector<bus_interest> list() const;
@@ -91,6 +104,15 @@ public:
 
 private:
   using key = std::pair<std::string, std::string>;
+
+  // Scratch for `subject_index::match`, per thread: readers of one table may
+  // run concurrently (publishers routing a message, under a shared lock).
+  // `match` and `matches` are inline: every routed message asks them.
+  static std::vector<uint64_t>& scratch_ids() {
+    thread_local std::vector<uint64_t> ids;
+    ids.clear();
+    return ids;
+  }
 
   struct entry {
     int64_t count = 0;
