@@ -26,6 +26,12 @@ caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
                            std::string host, uint16_t port,
                            caf::timespan timeout, caf::actor reply_to) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  if (!cfg->secured()) {
+    self->send(reply_to, dial_failed_atom::value,
+               not_secured("connect to " + host + ":" + std::to_string(port)));
+    self->quit();
+    return {};
+  }
   if (auto why = probe_tcp(host, port, ms)) {
     self->send(
       reply_to, dial_failed_atom::value,

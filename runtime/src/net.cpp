@@ -157,10 +157,13 @@ caf::error net_config::secure(const std::string& host) {
     openssl_key = files_.key;
     load<caf::openssl::manager>();
     tls_ = true;
+    secured_ = true;
     return caf::none;
   }
-  if (is_loopback(host))
+  if (is_loopback(host)) {
+    secured_ = true;
     return caf::none;
+  }
   if (!insecure)
     return fail(errc::insecure_refused,
                 "refusing plain TCP on " + host
@@ -168,7 +171,16 @@ caf::error net_config::secure(const std::string& host) {
                     "with 'troupe keygen F' and copy it to every node), or "
                     "--insecure to send everything unencrypted");
   insecure_plain_ = true;
+  secured_ = true;
   return caf::none;
+}
+
+caf::error not_secured(const std::string& what) {
+  return fail(errc::insecure_refused,
+              "refusing to " + what
+                + ": net_config::secure() was not called (or failed), so "
+                  "--authkey-file and --tls-* would be ignored; call it after "
+                  "parse() and before the node starts");
 }
 
 caf::error parse_host_port(const std::string& text, std::string& host,
@@ -204,6 +216,8 @@ caf::error parse_host_port(const std::string& text, std::string& host,
 
 caf::expected<uint16_t> listen(caf::actor_system& sys, const caf::actor& hdl,
                                const net_config& cfg, uint16_t port) {
+  if (!cfg.secured())
+    return not_secured("listen on " + address(cfg.bind, port));
   // reuse = true: a restarted master gets its port back although connections
   // of the previous process linger in TIME_WAIT.
   auto res = cfg.tls()

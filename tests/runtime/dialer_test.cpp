@@ -31,13 +31,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// A node on loopback (plain TCP).
+/// A node on loopback (plain TCP); `secured`: whether its config's
+/// `secure()` was called.
 struct test_node {
-  explicit test_node(const std::string& name) : cfg(net_config::role::listen) {
+  explicit test_node(const std::string& name, bool secured = true)
+      : cfg(net_config::role::listen) {
     spdlog::set_level(spdlog::level::off);
     cfg.log_level = "off";
     cfg.name = name;
-    REQUIRE_FALSE(cfg.secure("127.0.0.1"));
+    if (secured)
+      REQUIRE_FALSE(cfg.secure("127.0.0.1"));
     host = std::make_unique<node>(cfg);
   }
 
@@ -146,6 +149,26 @@ TEST_CASE("dial to a closed port says that the peer cannot be reached",
   CHECK_THAT(
     error_text(got.why),
     Catch::StartsWith("cannot reach 127.0.0.1:" + std::to_string(port) + ": "));
+}
+
+TEST_CASE("listen and dial refuse a config whose secure() was not called",
+          "[runtime][dialer]") {
+  test_node a{"a"};
+  test_node b{"b", false};
+  // b would ignore a key or TLS files it was given: no port, no connection.
+  auto port = listen(b.host->system(), b.host->spawn(echo), b.cfg, 0);
+  REQUIRE_FALSE(port);
+  CHECK(port.error() == errc::insecure_refused);
+  CHECK_THAT(error_text(port.error()),
+             Catch::Contains("refusing to listen on 127.0.0.1:0")
+               && Catch::Contains("secure() was not called"));
+  auto a_port = listen(a.host->system(), a.host->spawn(echo), a.cfg, 0);
+  REQUIRE(a_port);
+  auto got = dial_and_wait(b, *a_port);
+  CHECK_FALSE(got.ok);
+  CHECK(got.why == errc::insecure_refused);
+  CHECK_THAT(error_text(got.why),
+             Catch::Contains("refusing to connect to 127.0.0.1:"));
 }
 
 } // namespace troupe

@@ -83,7 +83,9 @@ using dial_failed_atom = caf::atom_constant<caf::atom("dialfailed")>;
 /// request timeout (never CAF's blocking `remote_actor`), and explains a
 /// failed handshake with `explain_connect_error` (another bounded
 /// handshake). So the outcome arrives within about three times `timeout`.
-/// `cfg` must outlive the attempt. Thread-safe.
+/// A `cfg` whose `secure()` did not succeed fails at once with
+/// `errc::insecure_refused` (see `not_secured`). `cfg` must outlive the
+/// attempt. Thread-safe.
 void dial(caf::actor_system& sys, const net_config& cfg, std::string host,
           uint16_t port, caf::timespan timeout, caf::actor reply_to);
 

@@ -59,6 +59,12 @@ public:
   /// message for the user.
   [[nodiscard]] caf::error secure(const std::string& host);
 
+  /// Returns whether `secure` succeeded: `listen` and `dial` refuse a
+  /// config for which it did not (its key or TLS options would be ignored).
+  bool secured() const noexcept {
+    return secured_;
+  }
+
   /// Returns whether connections use TLS (valid after `secure`).
   bool tls() const noexcept {
     return tls_;
@@ -76,11 +82,17 @@ public:
   }
 
 private:
+  bool secured_ = false;
   bool tls_ = false;
   bool insecure_plain_ = false;
   security::tls_files files_;
   std::string private_dir_;
 };
+
+/// Returns the `errc::insecure_refused` with which `listen` and `dial` refuse
+/// to `what` (e.g. "listen on 127.0.0.1:5000") for a config that was not
+/// secured (`net_config::secured`).
+[[nodiscard]] caf::error not_secured(const std::string& what);
 
 /// Splits `text` (`HOST:PORT`, `[V6]:PORT`) into host and port. Returns
 /// `errc::invalid_option_value` naming `text` if it is not of that form (or
@@ -90,7 +102,9 @@ private:
                                          bool allow_port_zero = false);
 
 /// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses), over TLS if
-/// `cfg.tls()`. Returns the port, or an error that names the address.
+/// `cfg.tls()`. Returns the port, or an error that names the address;
+/// `errc::insecure_refused` if `cfg.secure()` did not succeed first (a key
+/// given but never applied would otherwise mean plain TCP).
 [[nodiscard]] caf::expected<uint16_t> listen(caf::actor_system& sys,
                                              const caf::actor& hdl,
                                              const net_config& cfg,
