@@ -27,8 +27,9 @@ caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
                            caf::timespan timeout, caf::actor reply_to) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   if (!cfg->secured()) {
-    self->send(reply_to, dial_failed_atom::value,
-               not_secured("connect to " + host + ":" + std::to_string(port)));
+    self->send(
+      reply_to, dial_failed_atom::value,
+      detail::not_secured("connect to " + host + ":" + std::to_string(port)));
     self->quit();
     return {};
   }

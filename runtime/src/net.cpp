@@ -175,6 +175,8 @@ caf::error net_config::secure(const std::string& host) {
   return caf::none;
 }
 
+namespace detail {
+
 caf::error not_secured(const std::string& what) {
   return fail(errc::insecure_refused,
               "refusing to " + what
@@ -182,6 +184,8 @@ caf::error not_secured(const std::string& what) {
                   "--authkey-file and --tls-* would be ignored; call it after "
                   "parse() and before the node starts");
 }
+
+} // namespace detail
 
 caf::error parse_host_port(const std::string& text, std::string& host,
                            uint16_t& port, bool allow_port_zero) {
@@ -217,7 +221,7 @@ caf::error parse_host_port(const std::string& text, std::string& host,
 caf::expected<uint16_t> listen(caf::actor_system& sys, const caf::actor& hdl,
                                const net_config& cfg, uint16_t port) {
   if (!cfg.secured())
-    return not_secured("listen on " + address(cfg.bind, port));
+    return detail::not_secured("listen on " + address(cfg.bind, port));
   // reuse = true: a restarted master gets its port back although connections
   // of the previous process linger in TIME_WAIT.
   auto res = cfg.tls()

@@ -11,18 +11,14 @@
 
 #include "troupe/bus/cluster.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <mutex>
-#include <set>
 #include <shared_mutex>
 
 #include <caf/actor_system.hpp>
 #include <caf/after.hpp>
 #include <caf/deep_to_string.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/node_id.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
@@ -35,7 +31,6 @@
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/node.hpp"
-#include "troupe/runtime/security.hpp"
 
 #include "cluster_core.hpp"
 #include "cluster_router.hpp"

@@ -84,7 +84,7 @@ using dial_failed_atom = caf::atom_constant<caf::atom("dialfailed")>;
 /// failed handshake with `explain_connect_error` (another bounded
 /// handshake). So the outcome arrives within about three times `timeout`.
 /// A `cfg` whose `secure()` did not succeed fails at once with
-/// `errc::insecure_refused` (see `not_secured`). `cfg` must outlive the
+/// `errc::insecure_refused`. `cfg` must outlive the
 /// attempt. Thread-safe.
 void dial(caf::actor_system& sys, const net_config& cfg, std::string host,
           uint16_t port, caf::timespan timeout, caf::actor reply_to);

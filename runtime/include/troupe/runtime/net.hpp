@@ -89,17 +89,21 @@ private:
   std::string private_dir_;
 };
 
-/// Returns the `errc::insecure_refused` with which `listen` and `dial` refuse
-/// to `what` (e.g. "listen on 127.0.0.1:5000") for a config that was not
-/// secured (`net_config::secured`).
-[[nodiscard]] caf::error not_secured(const std::string& what);
-
 /// Splits `text` (`HOST:PORT`, `[V6]:PORT`) into host and port. Returns
 /// `errc::invalid_option_value` naming `text` if it is not of that form (or
 /// names port 0, unless `allow_port_zero`: an address to listen on).
 [[nodiscard]] caf::error parse_host_port(const std::string& text,
                                          std::string& host, uint16_t& port,
                                          bool allow_port_zero = false);
+
+namespace detail {
+
+/// Returns the `errc::insecure_refused` with which `listen` and `dial` refuse
+/// to `what` (e.g. "listen on 127.0.0.1:5000") for a config that was not
+/// secured (`net_config::secured`). @private
+[[nodiscard]] caf::error not_secured(const std::string& what);
+
+} // namespace detail
 
 /// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses), over TLS if
 /// `cfg.tls()`. Returns the port, or an error that names the address;
