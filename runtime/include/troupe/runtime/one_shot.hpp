@@ -95,14 +95,6 @@ public:
     return std::move(*value_);
   }
 
-  /// Like `wait()`, but moves the value out: for the one waiter of a slot
-  /// that nobody else reads.
-  [[nodiscard]] caf::expected<T> take() {
-    std::unique_lock<std::mutex> guard{mtx_};
-    cv_.wait(guard, [this] { return ready_; });
-    return std::move(*value_);
-  }
-
 private:
   mutable std::mutex mtx_;
   mutable std::condition_variable cv_;
