@@ -11,57 +11,125 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/io/scribe.hpp>
 #include <caf/node_id.hpp>
+#include <caf/sec.hpp>
 
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/net.hpp"
-#include "troupe/runtime/tcp.hpp"
+
+#include "gate.hpp"
 
 namespace troupe {
 
 namespace {
 
-// Runs one attempt (see `dial`), then ends.
+using retry_atom = caf::atom_constant<caf::atom("dialretry")>;
+using clock_type = std::chrono::steady_clock;
+
+bool is(const caf::error& err, caf::sec code) {
+  return err.category() == caf::atom("system")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+// Runs one attempt (see `dial`), then ends. A peer that answers "busy" is
+// asked again with growing pauses until `timeout` runs out.
 caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
                            std::string host, uint16_t port,
                            caf::timespan timeout, caf::actor reply_to) {
+  auto where = host.find(':') != std::string::npos
+                 ? "[" + host + "]:" + std::to_string(port)
+                 : host + ":" + std::to_string(port);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
-  if (!cfg->secured()) {
-    self->send(
-      reply_to, dial_failed_atom::value,
-      detail::not_secured("connect to " + host + ":" + std::to_string(port)));
+  auto deadline = clock_type::now() + timeout;
+  auto fail = [=](caf::error why) {
+    self->send(reply_to, dial_failed_atom::value, std::move(why));
     self->quit();
+  };
+  auto failed = [=](std::string why) {
+    fail(caf::make_error(errc::connect_failed, where + ": " + std::move(why)));
+  };
+  auto g = detail::gate_of(self->system(), *cfg, host);
+  if (!g) {
+    fail(std::move(g.error()));
     return {};
   }
-  if (auto why = probe_tcp(host, port, ms)) {
-    self->send(
-      reply_to, dial_failed_atom::value,
-      caf::make_error(errc::connect_failed, "cannot reach " + host + ":"
-                                              + std::to_string(port) + ": "
-                                              + error_text(why)));
-    self->quit();
+  if (auto err
+      = detail::check_plain_allowed(*cfg, host, "connect to " + where)) {
+    fail(std::move(err));
     return {};
   }
-  auto mm = connector(self->system(), *cfg);
-  self->request(mm, timeout, caf::connect_atom::value, host, port)
-    .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
-          const std::set<std::string>&) {
-        if (ptr)
-          self->send(reply_to, dial_ok_atom::value,
-                     caf::actor_cast<caf::actor>(ptr));
-        else
-          self->send(reply_to, dial_empty_atom::value);
-        self->quit();
-      },
-      [=](caf::error& err) {
-        self->send(
-          reply_to, dial_failed_atom::value,
-          explain_connect_error(self->system(), err, host, port, *cfg, ms));
-        self->quit();
-      });
-  // Keeps the actor waiting for the middleman's answer.
-  return {[](caf::unit_t) {}};
+  auto gate = *g;
+  reconnect_options busy_pauses;
+  busy_pauses.initial_backoff = std::chrono::milliseconds{20};
+  busy_pauses.max_backoff = std::chrono::milliseconds{500};
+  auto pause = std::make_shared<backoff>(busy_pauses);
+  // Returns whether the attempt is over (the actor quit).
+  auto attempt = [=]() -> bool {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - clock_type::now());
+    if (left.count() <= 0)
+      left = std::chrono::milliseconds{1};
+    auto scrb = gate->connect(host, port, left);
+    if (!scrb) {
+      auto delay = pause->next();
+      if (scrb.error() == errc::busy && clock_type::now() + delay < deadline) {
+        self->delayed_send(self, delay, retry_atom::value);
+        return false;
+      }
+      if (scrb.error() == errc::busy)
+        fail(caf::make_error(errc::busy, error_text(scrb.error())
+                                           + "; gave up after "
+                                           + std::to_string(ms.count())
+                                           + " ms (--connect-timeout)"));
+      else
+        fail(std::move(scrb.error()));
+      return true;
+    }
+    self
+      ->request(gate->basp(), deadline - clock_type::now(),
+                caf::connect_atom::value, std::move(*scrb), port)
+      .then(
+        [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
+            const std::set<std::string>&) {
+          if (ptr)
+            self->send(reply_to, dial_ok_atom::value,
+                       caf::actor_cast<caf::actor>(ptr));
+          else
+            self->send(reply_to, dial_empty_atom::value);
+          self->quit();
+        },
+        [=](caf::error& err) {
+          auto why = gate->take_refusal(host, port);
+          // CAF's middleman drops a connection whose handshake is not
+          // through at its next heartbeat tick (its connection-timeout
+          // counts from the epoch for a connection it opened): try again
+          // while the connect timeout lasts.
+          auto delay = pause->next();
+          if (why.empty() && is(err, caf::sec::connection_timeout)
+              && clock_type::now() + delay < deadline) {
+            self->delayed_send(self, delay, retry_atom::value);
+            return;
+          }
+          if (!why.empty())
+            fail(caf::make_error(errc::connect_failed, why));
+          else if (is(err, caf::sec::request_timeout))
+            failed("no troupe handshake within " + std::to_string(ms.count())
+                   + " ms (--connect-timeout)");
+          else if (is(err, caf::sec::incompatible_application_ids))
+            failed("not a troupe-v1 node (application identifiers differ)");
+          else if (is(err, caf::sec::disconnect_during_handshake))
+            failed("the peer closed the connection during the handshake");
+          else
+            failed(self->system().render(err));
+        });
+    return false;
+  };
+  if (attempt())
+    return {};
+  return {
+    [=](retry_atom) { attempt(); },
+  };
 }
 
 } // namespace

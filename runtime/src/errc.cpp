@@ -30,6 +30,8 @@ std::string to_string(errc x) {
       return "type_mismatch";
     case errc::job_failed:
       return "job_failed";
+    case errc::busy:
+      return "busy";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -1,71 +1,14 @@
 #include "troupe/runtime/net.hpp"
 
-#include <cstdlib>
-
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/config_option_adder.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/openssl/manager.hpp>
-#include <caf/openssl/publish.hpp>
 #include <caf/sec.hpp>
-#include <dlfcn.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include "troupe/runtime/errc.hpp"
 
-// CAF 0.17's TLS sessions (libcaf_openssl) never empty OpenSSL's per-thread
-// error queue: they read it only inside CAF_LOG_INFO, which Debian's build
-// compiles out. A failed handshake on the port (a reachability probe, a peer
-// without the key, a scanner) leaves an error there, and the next SSL_read
-// of a healthy connection on the same multiplexer thread that merely has to
-// wait for data is reported as SSL_ERROR_SSL: CAF closes that connection and
-// its peer's actors are "down" (remote_link_unreachable). OpenSSL requires an
-// empty queue before each I/O call (SSL_get_error(3)). These definitions take
-// precedence over libssl's in the whole process (libcaf_openssl 0.17.6 makes
-// exactly these four calls, through the dynamic linker): they empty the queue
-// and call libssl's.
-namespace {
-
-template <class F>
-F* real_ssl_function(const char* name) {
-  auto* fn = reinterpret_cast<F*>(::dlsym(RTLD_NEXT, name));
-  if (fn == nullptr)
-    std::abort(); // libssl is linked, so this cannot happen
-  return fn;
-}
-
-} // namespace
-
-extern "C" {
-
-int SSL_read(SSL* ssl, void* buf, int num) {
-  static auto* real = real_ssl_function<int(SSL*, void*, int)>("SSL_read");
-  ERR_clear_error();
-  return real(ssl, buf, num);
-}
-
-int SSL_write(SSL* ssl, const void* buf, int num) {
-  static auto* real
-    = real_ssl_function<int(SSL*, const void*, int)>("SSL_write");
-  ERR_clear_error();
-  return real(ssl, buf, num);
-}
-
-int SSL_accept(SSL* ssl) {
-  static auto* real = real_ssl_function<int(SSL*)>("SSL_accept");
-  ERR_clear_error();
-  return real(ssl);
-}
-
-int SSL_connect(SSL* ssl) {
-  static auto* real = real_ssl_function<int(SSL*)>("SSL_connect");
-  ERR_clear_error();
-  return real(ssl);
-}
-
-} // extern "C"
+#include "gate.hpp"
 
 namespace troupe {
 
@@ -73,11 +16,6 @@ namespace {
 
 caf::error fail(errc code, std::string what) {
   return caf::make_error(code, std::move(what));
-}
-
-bool is(const caf::error& err, caf::sec code) {
-  return err.category() == caf::atom("system")
-         && err.code() == static_cast<uint8_t>(code);
 }
 
 std::string address(const std::string& host, uint16_t port) {
@@ -116,7 +54,13 @@ net_config::net_config(role r) {
     .add(tls_ca, "tls-ca", "CA certificate (PEM) that signs the peers")
     .add(tls_cert, "tls-cert", "this node's certificate (PEM)")
     .add(tls_key, "tls-key", "this node's private key (PEM)")
-    .add(insecure, "insecure", "allow plain TCP off loopback (unencrypted!)");
+    .add(insecure, "insecure", "allow plain TCP off loopback (unencrypted!)")
+    .add(handshake_timeout, "handshake-timeout",
+         "close a connection not through the handshake by then (default 5s)")
+    .add(max_pending_connections, "max-pending-connections",
+         "connections in handshake at once; more get 'busy' (default 64)")
+    .add(max_message_size, "max-message-size",
+         "largest message a peer may send, in bytes (default 64 MiB)");
 }
 
 net_config::~net_config() {
@@ -152,10 +96,6 @@ caf::error net_config::secure(const std::string& host) {
   if (!files_.ca.empty()) {
     if (auto err = security::check_tls_files(files_))
       return fail(errc::tls_config, error_text(err));
-    openssl_cafile = files_.ca;
-    openssl_certificate = files_.cert;
-    openssl_key = files_.key;
-    load<caf::openssl::manager>();
     tls_ = true;
     secured_ = true;
     return caf::none;
@@ -174,18 +114,6 @@ caf::error net_config::secure(const std::string& host) {
   secured_ = true;
   return caf::none;
 }
-
-namespace detail {
-
-caf::error not_secured(const std::string& what) {
-  return fail(errc::insecure_refused,
-              "refusing to " + what
-                + ": net_config::secure() was not called (or failed), so "
-                  "--authkey-file and --tls-* would be ignored; call it after "
-                  "parse() and before the node starts");
-}
-
-} // namespace detail
 
 caf::error parse_host_port(const std::string& text, std::string& host,
                            uint16_t& port, bool allow_port_zero) {
@@ -220,61 +148,33 @@ caf::error parse_host_port(const std::string& text, std::string& host,
 
 caf::expected<uint16_t> listen(caf::actor_system& sys, const caf::actor& hdl,
                                const net_config& cfg, uint16_t port) {
-  if (!cfg.secured())
-    return detail::not_secured("listen on " + address(cfg.bind, port));
-  // reuse = true: a restarted master gets its port back although connections
-  // of the previous process linger in TIME_WAIT.
-  auto res = cfg.tls()
-               ? caf::openssl::publish(hdl, port, cfg.bind.c_str(), true)
-               : sys.middleman().publish(hdl, port, cfg.bind.c_str(), true);
+  auto where = address(cfg.bind, port);
+  auto g = detail::gate_of(sys, cfg, cfg.bind);
+  if (!g)
+    return std::move(g.error());
+  if (auto err
+      = detail::check_plain_allowed(cfg, cfg.bind, "listen on " + where))
+    return err;
+  auto res = (*g)->listen(hdl, cfg.bind, port);
   if (!res)
-    return fail(errc::connect_failed, "cannot listen on "
-                                        + address(cfg.bind, port) + ": "
-                                        + sys.render(res.error()));
+    return fail(errc::connect_failed,
+                "cannot listen on " + where + ": " + sys.render(res.error()));
   return res;
 }
 
-caf::io::middleman_actor connector(caf::actor_system& sys,
-                                   const net_config& cfg) {
-  if (cfg.tls())
-    return sys.openssl_manager().actor_handle();
-  return sys.middleman().actor_handle();
+namespace detail {
+
+caf::error check_plain_allowed(const net_config& cfg, const std::string& host,
+                               const std::string& what) {
+  if (cfg.tls() || cfg.insecure || is_loopback(host))
+    return caf::none;
+  return fail(errc::insecure_refused,
+              "refusing to " + what
+                + " in plain TCP: it is not loopback; pass --authkey-file F "
+                  "(make one with 'troupe keygen F' and copy it to every "
+                  "node), or --insecure to send everything unencrypted");
 }
 
-caf::error explain_connect_error(caf::actor_system& sys, const caf::error& err,
-                                 const std::string& host, uint16_t port,
-                                 const net_config& cfg,
-                                 std::chrono::milliseconds timeout) {
-  auto where = address(host, port);
-  auto say = [&](std::string text) {
-    return fail(errc::connect_failed, where + ": " + std::move(text));
-  };
-  if (is(err, caf::sec::disconnect_during_handshake)) {
-    if (!cfg.tls())
-      return say("the peer closed the connection during the handshake: it "
-                 "requires TLS (give this node the same --authkey-file), or "
-                 "it is not a troupe node");
-    auto why = security::diagnose_tls(host, port, cfg.tls_files(), timeout);
-    if (!why)
-      return say("TLS handshake refused: the TLS handshake succeeds, so the "
-                 "peer dropped the connection afterwards (a different troupe "
-                 "version?)");
-    return say("TLS handshake refused: " + error_text(why));
-  }
-  if (is(err, caf::sec::incompatible_application_ids))
-    return say("not a troupe-v1 node (application identifiers differ)");
-  if (is(err, caf::sec::request_timeout)
-      || is(err, caf::sec::connection_timeout))
-    return say("no answer within the connect timeout");
-  if (is(err, caf::sec::cannot_connect_to_node)) {
-    if (auto probe = probe_tcp(host, port, timeout))
-      return say(error_text(probe));
-    if (cfg.tls())
-      return say("the peer accepts TCP connections but no TLS handshake: is "
-                 "it a plain-TCP node (--insecure or loopback without a "
-                 "key)? Both sides need the same --authkey-file");
-  }
-  return say(sys.render(err));
-}
+} // namespace detail
 
 } // namespace troupe

@@ -24,6 +24,7 @@
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/node.hpp"
+#include "troupe/runtime/security.hpp"
 
 namespace troupe {
 
@@ -31,14 +32,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// A node on loopback (plain TCP); `secured`: whether its config's
-/// `secure()` was called.
+/// A node on loopback: plain TCP, or TLS with `key_file`; `secured`:
+/// whether its config's `secure()` was called.
 struct test_node {
-  explicit test_node(const std::string& name, bool secured = true)
+  explicit test_node(const std::string& name, bool secured = true,
+                     const std::string& key_file = "")
       : cfg(net_config::role::listen) {
     spdlog::set_level(spdlog::level::off);
     cfg.log_level = "off";
     cfg.name = name;
+    cfg.authkey_file = key_file;
     if (secured)
       REQUIRE_FALSE(cfg.secure("127.0.0.1"));
     host = std::make_unique<node>(cfg);
@@ -151,24 +154,51 @@ TEST_CASE("dial to a closed port says that the peer cannot be reached",
     Catch::StartsWith("cannot reach 127.0.0.1:" + std::to_string(port) + ": "));
 }
 
-TEST_CASE("listen and dial refuse a config whose secure() was not called",
+TEST_CASE("a key means TLS even if the program never calls secure()",
+          "[runtime][dialer]") {
+  auto dir = security::make_private_dir();
+  REQUIRE(dir);
+  auto key = *dir + "/cluster.key";
+  REQUIRE_FALSE(security::write_key_file(key));
+  {
+    // Neither node calls secure(): listen and dial do it for them.
+    test_node a{"a", false, key};
+    test_node b{"b", false, key};
+    auto port = listen(a.host->system(), a.host->spawn(echo), a.cfg, 0);
+    REQUIRE(port);
+    CHECK(a.cfg.tls());
+    auto got = dial_and_wait(b, *port);
+    CHECK_FALSE(got.why);
+    CHECK(got.ok);
+    CHECK(b.cfg.tls());
+    // A node without the key is refused, and told why.
+    test_node plain{"plain"};
+    auto refused = dial_and_wait(plain, *port);
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.why == errc::connect_failed);
+    CHECK_THAT(error_text(refused.why),
+               Catch::Contains("the peer requires TLS"));
+  }
+  security::remove_private_dir(*dir);
+}
+
+TEST_CASE("plain TCP off loopback is refused without --insecure",
           "[runtime][dialer]") {
   test_node a{"a"};
-  test_node b{"b", false};
-  // b would ignore a key or TLS files it was given: no port, no connection.
-  auto port = listen(b.host->system(), b.host->spawn(echo), b.cfg, 0);
-  REQUIRE_FALSE(port);
-  CHECK(port.error() == errc::insecure_refused);
-  CHECK_THAT(error_text(port.error()),
-             Catch::Contains("refusing to listen on 127.0.0.1:0")
-               && Catch::Contains("secure() was not called"));
-  auto a_port = listen(a.host->system(), a.host->spawn(echo), a.cfg, 0);
-  REQUIRE(a_port);
-  auto got = dial_and_wait(b, *a_port);
+  outcome got;
+  {
+    caf::scoped_actor self{a.host->system()};
+    dial(a.host->system(), a.cfg, "192.0.2.1", 9, 5s, caf::actor{self});
+    self->receive(
+      [&](dial_ok_atom, caf::actor&) { got.ok = true; },
+      [&](dial_empty_atom) { got.empty = true; },
+      [&](dial_failed_atom, caf::error& why) { got.why = std::move(why); },
+      caf::after(30s) >> [&] { got.why = caf::make_error(errc::timeout); });
+  }
   CHECK_FALSE(got.ok);
   CHECK(got.why == errc::insecure_refused);
   CHECK_THAT(error_text(got.why),
-             Catch::Contains("refusing to connect to 127.0.0.1:"));
+             Catch::Contains("refusing to connect to 192.0.2.1:9"));
 }
 
 } // namespace troupe

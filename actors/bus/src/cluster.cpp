@@ -81,13 +81,18 @@ std::string address_of(const dialer_state& st) {
   return st.host + ":" + std::to_string(st.port);
 }
 
-void dial_failed(dialer_ptr self, const std::string& why) {
+// `transient`: the peer said "not now" (busy, or the link was lost in its
+// handshake, as happens to a starved process); `connect` waits on.
+void dial_failed(dialer_ptr self, const std::string& why,
+                 bool transient = false) {
   auto& st = self->state;
   {
     std::lock_guard<std::mutex> guard{st.core->wait_mtx};
     auto& status = st.core->dials[st.id];
     status.last_error = why;
     ++status.failures;
+    if (!transient)
+      ++status.refusals;
     st.core->wait_cv.notify_all();
   }
   auto delay = st.delays.next();
@@ -128,7 +133,7 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
       dial_failed(self, address_of(self->state) + " publishes no actor");
     },
     [=](dial_failed_atom, const caf::error& why) {
-      dial_failed(self, error_text(why));
+      dial_failed(self, error_text(why), why == troupe::errc::busy);
     },
     // The router's news of the link.
     [=](bus_linked_atom) {
@@ -137,9 +142,9 @@ caf::behavior dialer(dialer_ptr self, core_ptr core, caf::actor router,
       s.delays.reset();
     },
     // Reached, but refused (or the hello failed): back off.
-    [=](bus_unlinked_atom, const std::string& why) {
+    [=](bus_unlinked_atom, const std::string& why, bool transient) {
       self->state.linked = false;
-      dial_failed(self, why);
+      dial_failed(self, why, transient);
     },
     // A link that was up went down: start over soon.
     [=](bus_lost_atom, const std::string& why) {
@@ -211,10 +216,13 @@ caf::error bus_cluster::connect(const std::string& host, uint16_t port,
   std::unique_lock<std::mutex> guard{core_->wait_mtx};
   auto& status = core_->dials[did];
   if (!core_->wait_cv.wait_for(
-        guard, wait, [&] { return status.up || status.failures > 0; }))
-    return caf::make_error(troupe::errc::timeout,
-                           "no link to " + host + ":" + std::to_string(port)
-                             + " within " + caf::deep_to_string(wait));
+        guard, wait, [&] { return status.up || status.refusals > 0; })) {
+    auto what = "no link to " + host + ":" + std::to_string(port) + " within "
+                + caf::deep_to_string(wait);
+    if (status.failures > 0)
+      what += " (last attempt: " + status.last_error + ")";
+    return caf::make_error(troupe::errc::timeout, what);
+  }
   if (status.up)
     return caf::none;
   auto why = status.last_error;

@@ -145,6 +145,9 @@ public:
   struct dial_status {
     bool up = false;
     uint64_t failures = 0;
+    // Failures that say "no" (refused, unreachable, misconfigured), as
+    // opposed to "not now" (busy, a link lost in its handshake).
+    uint64_t refusals = 0;
     std::string last_error;
   };
   std::map<uint64_t, dial_status> dials;

@@ -201,7 +201,7 @@ void send_batches(router_ptr self, const link_ptr& l) {
 
 /// Removes link `lid` and what it advertised; a dialled link is redialled.
 void drop_link(router_ptr self, uint64_t lid, const std::string& why,
-               bool clean = false) {
+               bool clean = false, bool transient = true) {
   auto& st = self->state;
   auto i = st.links.find(lid);
   if (i == st.links.end())
@@ -244,7 +244,7 @@ void drop_link(router_ptr self, uint64_t lid, const std::string& why,
       if (l->up)
         self->send(d.dialer, bus_lost_atom::value, why);
       else
-        self->send(d.dialer, bus_unlinked_atom::value, why);
+        self->send(d.dialer, bus_unlinked_atom::value, why, transient);
     }
   check_waiters(self);
 }
@@ -414,7 +414,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
         return;
       if (remote == caf::actor_cast<caf::actor>(self)) {
         self->send(di->second.dialer, bus_unlinked_atom::value,
-                   std::string{"refused: it is this node itself"});
+                   std::string{"refused: it is this node itself"}, false);
         return;
       }
       auto l = add_link(self, remote, address);
@@ -433,7 +433,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
               return;
             auto l2 = i->second;
             if (auto why = refusal(s2, version, peer, adv); !why.empty()) {
-              drop_link(self, lid, "refused: " + why);
+              drop_link(self, lid, "refused: " + why, false, false);
               return;
             }
             l2->name = name;
@@ -456,7 +456,12 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
             auto why = err == caf::sec::unexpected_message
                          ? std::string{"it is not a troupe bus node"}
                          : error_text(err);
-            drop_link(self, lid, why);
+            // The connection went down or the hello timed out: "not now".
+            // Anything else is the peer's answer: "no".
+            auto lost = err.category() == caf::atom("exit")
+                        || err == caf::sec::request_timeout
+                        || err == caf::sec::connection_timeout;
+            drop_link(self, lid, why, false, lost);
           });
     },
     // -- from peers --

@@ -94,8 +94,9 @@ using router_ptr = caf::stateful_actor<router_state>*;
 /// - from peers' routers: `(bus_hello_atom, ...)`, `(bus_interest_atom,
 ///   ...)` and `(bus_batch_atom, ...)`, see cluster_router.cpp.
 /// - sends dialers `(bus_lost_atom, std::string why)` when their link went
-///   down, and `(bus_unlinked_atom, std::string why)` when a peer was reached
-///   but no link came of it (refused, or the hello failed).
+///   down, and `(bus_unlinked_atom, std::string why, bool transient)` when a
+///   peer was reached but no link came of it (refused, or the hello failed;
+///   `transient` if the connection was lost or the hello timed out).
 caf::behavior router(router_ptr self, core_ptr core, bus* local);
 
 } // namespace troupe::bus::detail

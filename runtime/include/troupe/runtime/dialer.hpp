@@ -75,17 +75,17 @@ using dial_failed_atom = caf::atom_constant<caf::atom("dialfailed")>;
 /// `reply_to` as exactly one of `(dial_ok_atom, caf::actor)`,
 /// `(dial_empty_atom)` or `(dial_failed_atom, caf::error)`; returns at once.
 ///
-/// The attempt runs in a short-lived detached actor, because each of its
-/// steps may block its thread: it probes the peer with a TCP connect bounded
-/// by `timeout` (CAF's own connect blocks for minutes on a silent host and
-/// holds up every other connect of the process meanwhile), then asks the
-/// middleman actor (`connector(sys, cfg)`) to connect, with `timeout` as the
-/// request timeout (never CAF's blocking `remote_actor`), and explains a
-/// failed handshake with `explain_connect_error` (another bounded
-/// handshake). So the outcome arrives within about three times `timeout`.
-/// A `cfg` whose `secure()` did not succeed fails at once with
-/// `errc::insecure_refused`. `cfg` must outlive the
-/// attempt. Thread-safe.
+/// The attempt runs in a short-lived detached actor, because its TCP connect
+/// blocks its thread (bounded by `timeout`; CAF's own connect blocks for
+/// minutes on a silent host and holds up every other connect of the process
+/// meanwhile). It goes through the gate (the README's Security section):
+/// preamble, TLS if `cfg` has a key, then CAF's handshake, all within
+/// `timeout`. A peer that answers "busy" is asked again with growing pauses
+/// until `timeout` runs out. A failure says which step failed and, for a
+/// timeout, that `timeout` (`--connect-timeout`) ran out. If the program did
+/// not call `cfg.secure()`, this does (a key always means TLS); plain TCP to
+/// a host that is not loopback fails with `errc::insecure_refused` unless
+/// `--insecure`. `cfg` must outlive the attempt. Thread-safe.
 void dial(caf::actor_system& sys, const net_config& cfg, std::string host,
           uint16_t port, caf::timespan timeout, caf::actor reply_to);
 

@@ -54,6 +54,10 @@ enum class errc : uint8_t {
   /// A job or task threw: a pool job, or a queue task on its worker.
   /// Context: the exception's message.
   job_failed,
+  /// A peer refused a connection for now: too many connections in handshake
+  /// (or no file descriptors) at its end. Retrying later may succeed.
+  /// Context: the peer's address and what it said.
+  busy,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.

@@ -1,12 +1,15 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
-#include <caf/io/middleman_actor.hpp>
+#include <caf/timespan.hpp>
 
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/security.hpp"
@@ -29,11 +32,22 @@ namespace troupe {
 /// - `--tls-ca F`, `--tls-cert F`, `--tls-key F`: mutual TLS with your own
 ///   certificate files instead.
 /// - `--insecure`: allow plain TCP off loopback (logged as a warning).
+/// - `--handshake-timeout T` (default 5s): a connection that has not
+///   completed troupe's and CAF's handshake within T is closed.
+/// - `--max-pending-connections N` (default 64): connections still in
+///   handshake at once; more are answered "busy" and closed.
+/// - `--max-message-size N` (default 64 MiB): a larger message closes the
+///   connection that announced it.
+///
+/// Every `listen` and `dial` goes through troupe's gate (see the README's
+/// Security section): a preamble, then TLS if there is a key, with the
+/// limits above, before CAF reads a byte.
 ///
 /// Call `secure()` after `parse()` and before the node starts: it decides
 /// between plain TCP and TLS for the given address, prepares and checks the
-/// certificate files (CAF aborts or hangs on bad ones) and returns a clear
-/// error if something is wrong. Not thread-safe, like `config`.
+/// certificate files and returns a clear error if something is wrong. If a
+/// program does not call it, the first `listen` or `dial` does: a key always
+/// means TLS. Not thread-safe, like `config`.
 class net_config : public config {
 public:
   /// Whether the program listens (shows `--bind`) or only connects.
@@ -45,6 +59,9 @@ public:
   std::string tls_cert;
   std::string tls_key;
   bool insecure = false;
+  caf::timespan handshake_timeout = std::chrono::seconds{5};
+  size_t max_pending_connections = 64;
+  size_t max_message_size = size_t{64} << 20;
 
   explicit net_config(role r);
 
@@ -81,7 +98,13 @@ public:
     return files_;
   }
 
+  /// Where `listen` and `dial` keep the node's gate. @private
+  std::shared_ptr<void>& gate_slot() const noexcept {
+    return gate_;
+  }
+
 private:
+  mutable std::shared_ptr<void> gate_;
   bool secured_ = false;
   bool tls_ = false;
   bool insecure_plain_ = false;
@@ -96,38 +119,13 @@ private:
                                          std::string& host, uint16_t& port,
                                          bool allow_port_zero = false);
 
-namespace detail {
-
-/// Returns the `errc::insecure_refused` with which `listen` and `dial` refuse
-/// to `what` (e.g. "listen on 127.0.0.1:5000") for a config that was not
-/// secured (`net_config::secured`). @private
-[[nodiscard]] caf::error not_secured(const std::string& what);
-
-} // namespace detail
-
-/// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses), over TLS if
-/// `cfg.tls()`. Returns the port, or an error that names the address;
-/// `errc::insecure_refused` if `cfg.secure()` did not succeed first (a key
-/// given but never applied would otherwise mean plain TCP).
+/// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses) through the
+/// gate: TLS if `cfg` has a key or certificates, plain TCP only on loopback
+/// or with `--insecure`. Returns the port, or an error that names the
+/// address. Calls `cfg.secure(cfg.bind)` if the program did not.
 [[nodiscard]] caf::expected<uint16_t> listen(caf::actor_system& sys,
                                              const caf::actor& hdl,
                                              const net_config& cfg,
                                              uint16_t port);
-
-/// Returns the middleman actor that connects to peers the way `cfg` says
-/// (the TLS one if `cfg.tls()`). Send it `(connect_atom, host, port)` with
-/// a timeout; never call CAF's blocking `remote_actor`.
-caf::io::middleman_actor connector(caf::actor_system& sys,
-                                   const net_config& cfg);
-
-/// Turns what CAF reports for a failed connect into an error the user can act
-/// on (`errc::connect_failed`): CAF says only `disconnect_during_handshake`
-/// for a wrong key, a foreign certificate or a TLS/plain mismatch, so this
-/// asks the peer again with a diagnostic TLS handshake. May block for up to
-/// `timeout`; call it from a detached actor or a plain thread.
-[[nodiscard]] caf::error
-explain_connect_error(caf::actor_system& sys, const caf::error& err,
-                      const std::string& host, uint16_t port,
-                      const net_config& cfg, std::chrono::milliseconds timeout);
 
 } // namespace troupe

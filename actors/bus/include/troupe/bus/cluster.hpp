@@ -134,11 +134,13 @@ public:
   [[nodiscard]] caf::expected<uint16_t> listen(uint16_t port);
 
   /// Starts a link to the node at `host:port`, kept up until the cluster
-  /// ends. With a `wait` above zero, blocks until the first attempt ends:
+  /// ends. With a `wait` above zero, blocks until the link is up or refused:
   /// returns none if the link is up, `troupe::errc::connect_failed` saying why
   /// not (e.g. the peer's certificate is not signed by our CA), or
-  /// `troupe::errc::timeout` if the attempt still runs after `wait`. A failed
-  /// link keeps retrying in the background either way.
+  /// `troupe::errc::timeout` if it is not up after `wait` (naming the last
+  /// failure). Failures that mean "not now" (the peer is busy, the link was
+  /// lost during its handshake) are retried within `wait`. A failed link keeps
+  /// retrying in the background either way.
   /// `troupe::errc::invalid_option_value` for port 0.
   [[nodiscard]] caf::error connect(const std::string& host, uint16_t port,
                                    caf::timespan wait = caf::timespan{0});
