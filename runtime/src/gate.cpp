@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -25,7 +26,11 @@
 #include <caf/policy/tcp.hpp>
 #include <caf/send.hpp>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <poll.h>
@@ -142,6 +147,35 @@ caf::expected<tls_context> make_tls_context(const security::tls_files& files) {
   return ctx;
 }
 
+constexpr size_t nonce_size = 16;
+constexpr size_t mac_size = 32;
+
+std::string random_nonce() {
+  std::string out(nonce_size, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&out[0]),
+                 static_cast<int>(out.size()))
+      != 1)
+    throw std::runtime_error("RAND_bytes failed"); // cannot happen on Linux
+  return out;
+}
+
+// HMAC-SHA256 of `label`, the client's nonce and the server's nonce, keyed
+// with the cookie: the proof that one side knows the cookie, fresh for each
+// connection.
+std::string cookie_mac(const std::string& cookie, const char* label,
+                       const std::string& client_nonce,
+                       const std::string& server_nonce) {
+  std::string msg = label;
+  msg += client_nonce;
+  msg += server_nonce;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), cookie.data(), static_cast<int>(cookie.size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out,
+       &len);
+  return std::string{reinterpret_cast<char*>(out), mac_size};
+}
+
 // Explains a failed TLS handshake in one sentence.
 std::string explain_tls_failure(SSL* ssl) {
   auto verify = SSL_get_verify_result(ssl);
@@ -193,9 +227,11 @@ class gated_scribe;
 // or atomic.
 class gate_core {
 public:
-  gate_core(caf::actor_system& owner, gate_limits lim, tls_context ctx)
+  gate_core(caf::actor_system& owner, gate_limits lim, tls_context ctx,
+            std::string secret)
       : sys(owner), mpx(static_cast<mpx_type&>(owner.middleman().backend())),
-        limits(lim), tls(ctx != nullptr), ssl_ctx(std::move(ctx)) {
+        limits(lim), tls(ctx != nullptr), ssl_ctx(std::move(ctx)),
+        cookie(std::move(secret)) {
     spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
 
@@ -209,12 +245,15 @@ public:
   const gate_limits limits;
   const bool tls;
   tls_context ssl_ctx;
+  // Plain TCP: what peers prove they know (net_config::cookie).
+  const std::string cookie;
 
   // Counters (gate_counts); atomic so that tests and logs read them anywhere.
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> refused_busy{0};
   std::atomic<uint64_t> refused_no_fd{0};
   std::atomic<uint64_t> closed_bad_preamble{0};
+  std::atomic<uint64_t> closed_bad_cookie{0};
   std::atomic<uint64_t> closed_deadline{0};
   std::atomic<uint64_t> closed_oversized{0};
   std::atomic<uint64_t> closed_tls_failed{0};
@@ -285,7 +324,7 @@ public:
 
   void configure_read(caf::io::receive_policy::config config) override {
     requested_ = config;
-    if (phase_ != phase::hello)
+    if (phase_ == phase::tls || phase_ == phase::open)
       apply_read();
     if (!launched_) {
       launched_ = true;
@@ -345,11 +384,20 @@ public:
 
   bool consume(caf::execution_unit* ctx, const void* buf,
                size_t num_bytes) override {
-    if (phase_ == phase::hello) {
-      auto ok = on_client_preamble(static_cast<const char*>(buf));
+    if (phase_ == phase::hello || phase_ == phase::nonce
+        || phase_ == phase::proof) {
+      auto* p = static_cast<const char*>(buf);
+      auto ok = phase_ == phase::hello   ? on_client_preamble(p)
+                : phase_ == phase::nonce ? on_client_nonce(p)
+                                         : on_client_proof(p);
       if (!ok)
         return close(ctx);
-      apply_read();
+      if (phase_ == phase::nonce)
+        stream_.configure_read(caf::io::receive_policy::exactly(nonce_size));
+      else if (phase_ == phase::proof)
+        stream_.configure_read(caf::io::receive_policy::exactly(mac_size));
+      else
+        apply_read();
       if (phase_ == phase::open)
         stream_.flush(this);
       return true;
@@ -417,7 +465,9 @@ public:
   }
 
 private:
-  enum class phase { hello, tls, open };
+  // hello: the client's preamble; nonce, proof: the cookie exchange (plain
+  // TCP); tls: the TLS handshake; open: BASP.
+  enum class phase { hello, nonce, proof, tls, open };
 
   struct transport {
     gated_scribe* self;
@@ -541,12 +591,49 @@ private:
                                      "(plain TCP)"));
       return false;
     }
+    if (!core_->tls) {
+      phase_ = phase::nonce;
+      return true;
+    }
     send_greeting(fd, gate_status::ok);
-    if (core_->tls)
-      start_tls();
-    else
-      phase_ = phase::open;
-    return !core_->tls || ssl_ != nullptr;
+    start_tls();
+    return ssl_ != nullptr;
+  }
+
+  // Server, plain TCP: answers the client's nonce with ours and our proof
+  // that we know the cookie.
+  bool on_client_nonce(const char* p) {
+    client_nonce_.assign(p, nonce_size);
+    server_nonce_ = random_nonce();
+    auto reply = greeting(gate_status::ok) + server_nonce_
+                 + cookie_mac(core_->cookie, "troupe-server", client_nonce_,
+                              server_nonce_);
+    // Nothing was written to this socket before: 56 bytes fit.
+    if (::send(stream_.fd(), reply.data(), reply.size(),
+               MSG_NOSIGNAL | MSG_DONTWAIT)
+        != static_cast<ssize_t>(reply.size()))
+      return false;
+    phase_ = phase::proof;
+    return true;
+  }
+
+  // Server, plain TCP: checks the client's proof that it knows the cookie.
+  bool on_client_proof(const char* p) {
+    auto want = cookie_mac(core_->cookie, "troupe-client", client_nonce_,
+                           server_nonce_);
+    auto ok = CRYPTO_memcmp(p, want.data(), mac_size) == 0;
+    char verdict = ok ? 0 : 1;
+    ::send(stream_.fd(), &verdict, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (!ok) {
+      ++core_->closed_bad_cookie;
+      core_->log_limited(1, "closed connection from " + peer_
+                              + ": it does not know this node's cookie "
+                                "(another user's node, or another "
+                                "--cookie-file)");
+      return false;
+    }
+    phase_ = phase::open;
+    return true;
   }
 
   // Applies what BASP asked for, within the gate's bounds.
@@ -603,6 +690,11 @@ private:
   // Closes the connection at once (the peer sees it now, not when CAF
   // destroys the scribe) and tells BASP.
   bool close(caf::execution_unit* ctx) {
+    // Unread bytes would turn the close into a reset, which can discard what
+    // we told the peer (its greeting, a verdict) before it reads it.
+    char sink[4096];
+    [[maybe_unused]] auto n
+      = ::recv(stream_.fd(), sink, sizeof(sink), MSG_DONTWAIT);
     ::shutdown(stream_.fd(), SHUT_RDWR);
     if (!detached())
       io_failure(ctx, network::operation::read);
@@ -622,6 +714,8 @@ private:
   size_t oversized_ = 0;
   caf::io::receive_policy::config requested_{
     caf::io::receive_policy_flag::exactly, caf::io::basp::header_size};
+  std::string client_nonce_;
+  std::string server_nonce_;
   size_t big_want_ = 0;
   bool delivering_big_ = false;
   std::vector<char> big_;
@@ -718,8 +812,10 @@ using tick_atom = caf::atom_constant<caf::atom("gatetick")>;
 // Closes connections that missed their handshake deadline. Linked to the
 // middleman actor, so it ends when the middleman stops.
 caf::behavior warden(caf::event_based_actor* self,
-                     std::shared_ptr<gate_core> core) {
-  self->link_to(self->system().middleman().actor_handle());
+                     std::shared_ptr<gate_core> core, caf::actor middleman) {
+  // Handed in at spawn: when this starts, the middleman may be gone already
+  // (a node that stopped at once), and linking to it then ends this at once.
+  self->link_to(middleman);
   self->send(self, tick_atom::value);
   return {
     [=](tick_atom) {
@@ -811,10 +907,12 @@ void gate_core::log_limited(int kind, const std::string& text) {
     lg.warn("{}", text);
 }
 
-std::string client_preamble(bool tls) {
+std::string client_preamble(bool tls, const std::string& nonce) {
   std::string out{magic, 6};
   out += static_cast<char>(preamble_version);
   out += static_cast<char>(tls ? 1 : 0);
+  if (!tls)
+    out += nonce;
   return out;
 }
 
@@ -861,7 +959,8 @@ gate::connect(const std::string& host, uint16_t port,
                            "cannot reach " + where + ": " + why);
   }
   // The preamble, and the server's answer.
-  auto pre = client_preamble(core_->tls);
+  auto client_nonce = core_->tls ? std::string{} : random_nonce();
+  auto pre = client_preamble(core_->tls, client_nonce);
   if (::send(fd->get(), pre.data(), pre.size(), MSG_NOSIGNAL | MSG_DONTWAIT)
       != static_cast<ssize_t>(pre.size()))
     return failed(errc::connect_failed,
@@ -896,6 +995,37 @@ gate::connect(const std::string& host, uint16_t port,
     default:
       return failed(errc::connect_failed,
                     "the peer speaks another troupe protocol version");
+  }
+  if (!core_->tls) {
+    // The cookie: the server proves it knows it, then we do.
+    auto rest
+      = recv_exactly(fd->get(), nonce_size + mac_size, deadline, timed_out);
+    if (rest.size() < nonce_size + mac_size)
+      return failed(errc::connect_failed,
+                    timed_out ? "no cookie exchange within " + ms
+                              : "the peer closed the connection during the "
+                                "cookie exchange");
+    auto server_nonce = rest.substr(0, nonce_size);
+    auto want
+      = cookie_mac(core_->cookie, "troupe-server", client_nonce, server_nonce);
+    if (CRYPTO_memcmp(rest.data() + nonce_size, want.data(), mac_size) != 0)
+      return failed(errc::connect_failed,
+                    "the peer does not know our cookie: it runs as another "
+                    "user, or with another --cookie-file (both sides need the "
+                    "same file; see the README's Security section)");
+    auto proof
+      = cookie_mac(core_->cookie, "troupe-client", client_nonce, server_nonce);
+    if (::send(fd->get(), proof.data(), proof.size(), MSG_NOSIGNAL)
+        != static_cast<ssize_t>(proof.size()))
+      return failed(errc::connect_failed,
+                    std::string{"cannot send: "} + std::strerror(errno));
+    auto verdict = recv_exactly(fd->get(), 1, deadline, timed_out);
+    if (verdict != std::string(1, '\0'))
+      return failed(errc::connect_failed,
+                    verdict.empty() && timed_out
+                      ? "no answer to our cookie within " + ms
+                      : "the peer refused our cookie: we run as another user, "
+                        "or with another --cookie-file");
   }
   tls_session ssl;
   if (core_->tls) {
@@ -943,6 +1073,7 @@ gate_counts gate::counts() const {
   out.refused_busy = core_->refused_busy;
   out.refused_no_fd = core_->refused_no_fd;
   out.closed_bad_preamble = core_->closed_bad_preamble;
+  out.closed_bad_cookie = core_->closed_bad_cookie;
   out.closed_deadline = core_->closed_deadline;
   out.closed_oversized = core_->closed_oversized;
   out.closed_tls_failed = core_->closed_tls_failed;
@@ -974,8 +1105,10 @@ caf::expected<std::shared_ptr<gate>> gate_of(caf::actor_system& sys,
   limits.handshake_timeout = cfg.handshake_timeout;
   limits.max_pending = cfg.max_pending_connections;
   limits.max_message = cfg.max_message_size;
-  auto core = std::make_shared<gate_core>(sys, limits, std::move(ctx));
-  sys.spawn<caf::hidden>(warden, core);
+  auto core
+    = std::make_shared<gate_core>(sys, limits, std::move(ctx), cfg.cookie());
+  sys.spawn<caf::hidden>(
+    warden, core, caf::actor_cast<caf::actor>(sys.middleman().actor_handle()));
   auto result = std::make_shared<gate>(sys, std::move(core));
   slot = result;
   return result;

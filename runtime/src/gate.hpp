@@ -14,16 +14,22 @@
 //    ("TROUPE", version, status): ok, busy, TLS required, plain only, or
 //    unknown version. Bytes that are not a troupe preamble close the
 //    connection at once. The server's BASP handshake (its node id and what
-//    it publishes) is held back until a valid preamble (and, with TLS, a
-//    completed TLS handshake) arrived.
-// 2. TLS (when the node has a key or certificates): after the preamble,
+//    it publishes) is held back until the peer authenticated.
+// 2. Plain TCP: the cookie. The client's preamble carries a 16-byte nonce;
+//    the server's answer adds its own nonce and HMAC-SHA256(cookie,
+//    "troupe-server", both nonces); the client answers HMAC(cookie,
+//    "troupe-client", both nonces) and gets a 1-byte verdict. Only processes
+//    that can read the same cookie file get further (Erlang's model); CAF's
+//    deserializer trusts lengths inside messages (a 4 GiB byte buffer from a
+//    few bytes), so nobody else may reach it.
+// 3. TLS (when the node has a key or certificates): after the preamble,
 //    mutual TLS 1.3 with one OpenSSL context per node, driven by the socket's
 //    readiness (no busy loop while a peer is silent).
-// 3. Bounds: a frame of more than 1 MiB before the BASP handshake, or of more
+// 4. Bounds: a frame of more than 1 MiB before the BASP handshake, or of more
 //    than `--max-message-size` after it, closes the connection; a large frame
 //    is collected in 64 KiB steps, so memory grows with the bytes that
 //    arrived, not with the length a header announced.
-// 4. Deadlines and caps: a connection that has not completed the BASP
+// 5. Deadlines and caps: a connection that has not completed the BASP
 //    handshake within `--handshake-timeout` is closed; at most
 //    `--max-pending-connections` such connections at once, the excess
 //    answered "busy" and closed; when descriptors run out, a reserve
@@ -63,8 +69,9 @@ enum class gate_status : uint8_t {
   unknown_version = 4,
 };
 
-/// Returns the 8 bytes a client sends first: "TROUPE", version, `tls`.
-std::string client_preamble(bool tls);
+/// Returns what a client sends first: "TROUPE", version, `tls`, and, for
+/// plain TCP, its 16-byte `nonce` for the cookie exchange.
+std::string client_preamble(bool tls, const std::string& nonce);
 
 /// Limits of the gate (see `net_config` for the options).
 struct gate_limits {
@@ -79,6 +86,7 @@ struct gate_counts {
   uint64_t refused_busy = 0;
   uint64_t refused_no_fd = 0;
   uint64_t closed_bad_preamble = 0;
+  uint64_t closed_bad_cookie = 0;
   uint64_t closed_deadline = 0;
   uint64_t closed_oversized = 0;
   uint64_t closed_tls_failed = 0;

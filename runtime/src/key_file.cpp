@@ -1,9 +1,11 @@
-// Cluster key files: `security::write_key_file` (troupe keygen) and
-// `security::read_key_file` (--authkey-file).
+// Cluster key files: `security::write_key_file` (troupe keygen),
+// `security::read_key_file` (--authkey-file), and the cookie of plain-TCP
+// nodes (`security::load_or_create_cookie`), which is a key file too.
 
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include <fcntl.h>
@@ -128,6 +130,47 @@ caf::expected<std::string> read_key_file(const std::string& path) {
   auto key = detail::lowercase(text);
   OPENSSL_cleanse(&text[0], text.size());
   return key;
+}
+
+std::string default_cookie_file() {
+  if (const char* env = std::getenv("TROUPE_COOKIE_FILE"); env && *env)
+    return env;
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::string{home} + "/.troupe/cookie";
+  return {};
+}
+
+caf::expected<std::string> load_or_create_cookie(const std::string& path) {
+  if (path.empty())
+    return caf::make_error(errc::tls_config,
+                           "no cookie file: HOME is not set; give "
+                           "--cookie-file F or set TROUPE_COOKIE_FILE");
+  if (::access(path.c_str(), F_OK) == 0)
+    return read_key_file(path);
+  // Its directory, private, if it is ours to make.
+  auto slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    auto dir = path.substr(0, slash);
+    if (::mkdir(dir.c_str(), S_IRWXU) != 0 && errno != EEXIST)
+      return caf::make_error(errc::cannot_open_file,
+                             "cannot create the directory " + dir
+                               + " for the cookie: "
+                               + detail::errno_text(errno));
+  }
+  // Written to a file of its own, then linked into place: link(2) fails if
+  // another process got there first, and nobody reads a half-written file.
+  auto tmp = path + ".tmp." + std::to_string(::getpid());
+  ::unlink(tmp.c_str());
+  if (auto err = write_key_file(tmp))
+    return err;
+  auto linked = ::link(tmp.c_str(), path.c_str());
+  auto saved = errno;
+  ::unlink(tmp.c_str());
+  if (linked != 0 && saved != EEXIST)
+    return caf::make_error(errc::cannot_open_file,
+                           "cannot create the cookie file " + path + ": "
+                             + detail::errno_text(saved));
+  return read_key_file(path);
 }
 
 } // namespace troupe::security

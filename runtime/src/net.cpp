@@ -55,6 +55,9 @@ net_config::net_config(role r) {
     .add(tls_cert, "tls-cert", "this node's certificate (PEM)")
     .add(tls_key, "tls-key", "this node's private key (PEM)")
     .add(insecure, "insecure", "allow plain TCP off loopback (unencrypted!)")
+    .add(cookie_file, "cookie-file",
+         "without a key: the secret plain-TCP peers share (default "
+         "~/.troupe/cookie, made on first use)")
     .add(handshake_timeout, "handshake-timeout",
          "close a connection not through the handshake by then (default 5s)")
     .add(max_pending_connections, "max-pending-connections",
@@ -100,17 +103,20 @@ caf::error net_config::secure(const std::string& host) {
     secured_ = true;
     return caf::none;
   }
-  if (is_loopback(host)) {
-    secured_ = true;
-    return caf::none;
-  }
-  if (!insecure)
+  if (!is_loopback(host) && !insecure)
     return fail(errc::insecure_refused,
                 "refusing plain TCP on " + host
                   + ", which is not loopback: pass --authkey-file F (make one "
                     "with 'troupe keygen F' and copy it to every node), or "
                     "--insecure to send everything unencrypted");
-  insecure_plain_ = true;
+  // Plain TCP: peers authenticate with the cookie.
+  auto path
+    = cookie_file.empty() ? security::default_cookie_file() : cookie_file;
+  auto cookie = security::load_or_create_cookie(path);
+  if (!cookie)
+    return fail(errc::tls_config, error_text(cookie.error()));
+  cookie_ = std::move(*cookie);
+  insecure_plain_ = !is_loopback(host);
   secured_ = true;
   return caf::none;
 }

@@ -36,12 +36,14 @@ using namespace std::chrono_literals;
 /// whether its config's `secure()` was called.
 struct test_node {
   explicit test_node(const std::string& name, bool secured = true,
-                     const std::string& key_file = "")
+                     const std::string& key_file = "",
+                     const std::string& cookie_file = "")
       : cfg(net_config::role::listen) {
     spdlog::set_level(spdlog::level::off);
     cfg.log_level = "off";
     cfg.name = name;
     cfg.authkey_file = key_file;
+    cfg.cookie_file = cookie_file;
     if (secured)
       REQUIRE_FALSE(cfg.secure("127.0.0.1"));
     host = std::make_unique<node>(cfg);
@@ -178,6 +180,34 @@ TEST_CASE("a key means TLS even if the program never calls secure()",
     CHECK(refused.why == errc::connect_failed);
     CHECK_THAT(error_text(refused.why),
                Catch::Contains("the peer requires TLS"));
+  }
+  security::remove_private_dir(*dir);
+}
+
+TEST_CASE("plain TCP peers need the same cookie", "[runtime][dialer]") {
+  auto dir = security::make_private_dir();
+  REQUIRE(dir);
+  {
+    // Made on first use, in a directory of their own.
+    test_node a{"a", true, "", *dir + "/a/cookie"};
+    test_node a2{"a2", true, "", *dir + "/a/cookie"};
+    test_node b{"b", true, "", *dir + "/b/cookie"};
+    CHECK(a.cfg.cookie() == a2.cfg.cookie());
+    CHECK(a.cfg.cookie() != b.cfg.cookie());
+    auto port = listen(a.host->system(), a.host->spawn(echo), a.cfg, 0);
+    REQUIRE(port);
+    auto same = dial_and_wait(a2, *port);
+    CHECK_FALSE(same.why);
+    CHECK(same.ok);
+    auto other = dial_and_wait(b, *port);
+    CHECK_FALSE(other.ok);
+    CHECK(other.why == errc::connect_failed);
+    CHECK_THAT(error_text(other.why),
+               Catch::Contains("the peer does not know our cookie"));
+    ::unlink((*dir + "/a/cookie").c_str());
+    ::unlink((*dir + "/b/cookie").c_str());
+    ::rmdir((*dir + "/a").c_str());
+    ::rmdir((*dir + "/b").c_str());
   }
   security::remove_private_dir(*dir);
 }

@@ -61,8 +61,14 @@ std::string basp_header(uint32_t len) {
   return h;
 }
 
+// What a client sends first: "TROUPE", version 1, TLS or not, and for plain
+// TCP a 16-byte nonce for the cookie exchange.
 std::string preamble(bool tls) {
-  return std::string{"TROUPE\x01", 7} + (tls ? '\x01' : '\x00');
+  std::string out{"TROUPE\x01", 7};
+  out += tls ? '\x01' : '\x00';
+  if (!tls)
+    out += std::string(16, 'n');
+  return out;
 }
 
 // A server process (task_master or troupe node) and its port.
@@ -161,15 +167,15 @@ bool closes_after(uint16_t port, const std::string& bytes) {
   return closed;
 }
 
-// Whether the port still answers a troupe preamble with "ok" (and, on a
-// plain port, then with CAF's 32-byte BASP handshake header).
+// Whether the port still answers a troupe preamble with "ok" (on a plain
+// port followed by its nonce and its proof that it knows the cookie).
 bool still_serves(uint16_t port, bool tls) {
   int fd = connect_loopback(port);
   auto pre = preamble(tls);
   ::send(fd, pre.data(), pre.size(), MSG_NOSIGNAL);
-  auto got = read_some(fd, tls ? 8 : 8 + 32, 10s);
+  auto got = read_some(fd, tls ? 8 : 8 + 16 + 32, 10s);
   ::close(fd);
-  return got.size() == (tls ? 8u : 40u)
+  return got.size() == (tls ? 8u : 56u)
          && got.compare(0, 8, std::string{"TROUPE\x01\x00", 8}) == 0;
 }
 
@@ -322,7 +328,7 @@ TEST_CASE("a slowloris is closed at the handshake deadline",
   auto s = start_node({"--handshake-timeout", "2s"});
   int fd = connect_loopback(s.port);
   auto start = clock_type::now();
-  // One byte of a valid preamble every 500 ms: it would take 4 s.
+  // One byte of a valid preamble every 500 ms: it would take 12 s.
   auto pre = preamble(false);
   bool closed = false;
   for (size_t i = 0; i < pre.size() && !closed; ++i) {
@@ -336,6 +342,26 @@ TEST_CASE("a slowloris is closed at the handshake deadline",
   CHECK(closed);
   CHECK(took >= 1900ms);
   CHECK(took < 3500ms);
+  CHECK(still_serves(s.port, false));
+}
+
+TEST_CASE("a plain port lets no one past the preamble without the cookie",
+          "[runtime][gate][hostile]") {
+  auto s = start_node({});
+  int fd = connect_loopback(s.port);
+  auto pre = preamble(false);
+  ::send(fd, pre.data(), pre.size(), MSG_NOSIGNAL);
+  auto answer = read_some(fd, 56, 10s);
+  REQUIRE(answer.size() == 56u);
+  // A proof made without the cookie, then a BASP header CAF would trust.
+  auto guess = std::string(32, 'x') + basp_header(0xF0000000u);
+  ::send(fd, guess.data(), guess.size(), MSG_NOSIGNAL);
+  std::string rest;
+  CHECK(wait_closed(fd, 10s, &rest));
+  ::close(fd);
+  CHECK(rest == std::string(1, '\x01')); // the verdict: refused
+  auto n = s.proc->wait_for_stderr("does not know this node's cookie", 10s);
+  CHECK(n);
   CHECK(still_serves(s.port, false));
 }
 

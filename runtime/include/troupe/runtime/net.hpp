@@ -32,6 +32,9 @@ namespace troupe {
 /// - `--tls-ca F`, `--tls-cert F`, `--tls-key F`: mutual TLS with your own
 ///   certificate files instead.
 /// - `--insecure`: allow plain TCP off loopback (logged as a warning).
+/// - `--cookie-file F`: without a key, plain-TCP peers prove to each other
+///   that they can read the same cookie file (default `$TROUPE_COOKIE_FILE`
+///   or `~/.troupe/cookie`, created on first use).
 /// - `--handshake-timeout T` (default 5s): a connection that has not
 ///   completed troupe's and CAF's handshake within T is closed.
 /// - `--max-pending-connections N` (default 64): connections still in
@@ -59,6 +62,7 @@ public:
   std::string tls_cert;
   std::string tls_key;
   bool insecure = false;
+  std::string cookie_file;
   caf::timespan handshake_timeout = std::chrono::seconds{5};
   size_t max_pending_connections = 64;
   size_t max_message_size = size_t{64} << 20;
@@ -93,6 +97,12 @@ public:
     return insecure_plain_;
   }
 
+  /// Returns the cookie that authenticates plain-TCP peers (valid after
+  /// `secure`, if not `tls()`).
+  const std::string& cookie() const noexcept {
+    return cookie_;
+  }
+
   /// Returns the TLS files in use (valid after `secure`, if `tls()`).
   const security::tls_files& tls_files() const noexcept {
     return files_;
@@ -110,6 +120,7 @@ private:
   bool insecure_plain_ = false;
   security::tls_files files_;
   std::string private_dir_;
+  std::string cookie_;
 };
 
 /// Splits `text` (`HOST:PORT`, `[V6]:PORT`) into host and port. Returns

@@ -37,6 +37,20 @@ struct tls_files {
 /// naming the file and the cause.
 [[nodiscard]] caf::expected<std::string> read_key_file(const std::string& path);
 
+/// Returns where the cookie lives unless `--cookie-file` says otherwise:
+/// `$TROUPE_COOKIE_FILE` if set, else `$HOME/.troupe/cookie`; an empty
+/// string if neither variable is set.
+std::string default_cookie_file();
+
+/// Returns the cookie in `path`, a key file (see `read_key_file`) that
+/// authenticates plain-TCP peers to each other: only processes that can read
+/// it get past a port's preamble, as with Erlang's cookie. Creates it (and
+/// its directory, mode 0700) on first use, atomically: two processes starting
+/// at once get the same cookie. Errors as for `read_key_file` and
+/// `write_key_file`, naming the file.
+[[nodiscard]] caf::expected<std::string>
+load_or_create_cookie(const std::string& path);
+
 /// Derives the cluster CA from `key` and issues this node a certificate:
 /// every node holding the same key derives the same CA (same private key,
 /// same name, same validity), and each issues its own leaf certificate (a
