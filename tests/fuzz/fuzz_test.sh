@@ -35,9 +35,17 @@ case ${1:-} in
     # that allocates that much trusts a length it has not checked. The RSS
     # limit leaves room for ASan's quarantine (about 350 MB after a while).
     # -timeout: no input takes a second; 10 s is a hang, even on a busy CI.
-    exec "$build/$target" -max_total_time="$seconds" -timeout=10 \
-      -malloc_limit_mb=64 -rss_limit_mb=1024 -print_final_stats=1 \
-      -artifact_prefix="$work/artifacts/" "$work/corpus"
+    # -error_exitcode: libFuzzer exits 77 on a crash by default, which CTest
+    # would report as skipped; and whatever exits 77, it is a failure here.
+    rc=0
+    "$build/$target" -max_total_time="$seconds" -timeout=10 \
+      -malloc_limit_mb=64 -rss_limit_mb=1024 -error_exitcode=1 \
+      -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
+      "$work/corpus" || rc=$?
+    if [[ $rc -eq 77 ]]; then
+      rc=1
+    fi
+    exit $rc
     ;;
   *)
     echo "usage: fuzz_test.sh build CMAKE SOURCE_DIR BUILD_DIR" >&2
