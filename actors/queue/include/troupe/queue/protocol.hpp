@@ -8,6 +8,7 @@
 #include <caf/meta/type_name.hpp>
 
 #include "troupe/runtime/message_types.hpp"
+#include "troupe/runtime/payload.hpp"
 
 namespace troupe::queue {
 
@@ -65,7 +66,8 @@ struct task_msg {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_msg& x) {
-  return f(caf::meta::type_name("troupe.task_msg"), x.id, x.attempt, x.payload);
+  return f(caf::meta::type_name("troupe.task_msg"), x.id, x.attempt,
+           bytes_field{x.payload});
 }
 
 /// The outcome of one lease: the serialized result if `ok`, otherwise the
@@ -81,7 +83,7 @@ struct result_msg {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, result_msg& x) {
   return f(caf::meta::type_name("troupe.result_msg"), x.id, x.attempt, x.ok,
-           x.payload, x.error);
+           bytes_field{x.payload}, x.error);
 }
 
 } // namespace troupe::queue
