@@ -66,11 +66,7 @@ caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
   auto pause = std::make_shared<backoff>(busy_pauses);
   // Returns whether the attempt is over (the actor quit).
   auto attempt = [=]() -> bool {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - clock_type::now());
-    if (left.count() <= 0)
-      left = std::chrono::milliseconds{1};
-    auto scrb = gate->connect(host, port, left);
+    auto scrb = gate->connect(host, port, ms, deadline);
     if (!scrb) {
       auto delay = pause->next();
       if (scrb.error() == errc::busy && clock_type::now() + delay < deadline) {

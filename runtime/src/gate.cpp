@@ -943,13 +943,13 @@ caf::expected<uint16_t> gate::listen(const caf::actor& hdl,
 
 caf::expected<caf::io::scribe_ptr>
 gate::connect(const std::string& host, uint16_t port,
-              std::chrono::milliseconds timeout) {
+              std::chrono::milliseconds timeout,
+              clock_type::time_point deadline) {
   auto where = address(host, port);
   auto ms = std::to_string(timeout.count()) + " ms (--connect-timeout)";
   auto failed = [&](errc code, std::string why) {
     return caf::make_error(code, where + ": " + std::move(why));
   };
-  auto deadline = clock_type::now() + timeout;
   auto fd = connect_tcp(host, port, timeout, deadline);
   if (!fd) {
     auto why = error_text(fd.error());

@@ -105,11 +105,14 @@ public:
   caf::expected<uint16_t> listen(const caf::actor& hdl, const std::string& bind,
                                  uint16_t port);
 
-  /// Connects to `host:port` within `timeout`, sends the preamble and returns
-  /// a scribe for CAF's BASP broker (`connect_atom`). Blocks up to `timeout`.
-  caf::expected<caf::io::scribe_ptr> connect(const std::string& host,
-                                             uint16_t port,
-                                             std::chrono::milliseconds timeout);
+  /// Connects to `host:port` before `deadline`, exchanges the preamble (and
+  /// the cookie, or TLS) and returns a scribe for CAF's BASP broker
+  /// (`connect_atom`). Blocks until `deadline` at most. Errors name
+  /// `timeout`, the user's connect timeout that `deadline` comes from.
+  caf::expected<caf::io::scribe_ptr>
+  connect(const std::string& host, uint16_t port,
+          std::chrono::milliseconds timeout,
+          std::chrono::steady_clock::time_point deadline);
 
   /// The BASP broker that takes the scribes of `connect`.
   caf::actor basp() const;

@@ -212,6 +212,45 @@ TEST_CASE("plain TCP peers need the same cookie", "[runtime][dialer]") {
   security::remove_private_dir(*dir);
 }
 
+TEST_CASE("a peer that accepts but never answers fails the dial at its "
+          "connect timeout, which the error names",
+          "[runtime][dialer]") {
+  // A listening socket nobody accepts from: the kernel completes the TCP
+  // handshake, then nothing answers the preamble.
+  auto fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  auto* addr = reinterpret_cast<sockaddr*>(&sa);
+  REQUIRE(::bind(fd, addr, len) == 0);
+  REQUIRE(::listen(fd, 8) == 0);
+  REQUIRE(::getsockname(fd, addr, &len) == 0);
+  test_node b{"b"};
+  outcome got;
+  auto start = std::chrono::steady_clock::now();
+  {
+    caf::scoped_actor self{b.host->system()};
+    dial(b.host->system(), b.cfg, "127.0.0.1", ntohs(sa.sin_port), 1s,
+         caf::actor{self});
+    self->receive(
+      [&](dial_ok_atom, caf::actor&) { got.ok = true; },
+      [&](dial_empty_atom) { got.empty = true; },
+      [&](dial_failed_atom, caf::error& why) { got.why = std::move(why); },
+      caf::after(30s) >> [&] { got.why = caf::make_error(errc::timeout); });
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  CHECK_FALSE(got.ok);
+  CHECK(got.why == errc::connect_failed);
+  CHECK_THAT(error_text(got.why),
+             Catch::Contains("no answer to troupe's preamble within 1000 ms "
+                             "(--connect-timeout)"));
+  CHECK(took >= 900ms);
+  CHECK(took < 10s);
+}
+
 TEST_CASE("plain TCP off loopback is refused without --insecure",
           "[runtime][dialer]") {
   test_node a{"a"};

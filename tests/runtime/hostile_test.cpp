@@ -323,6 +323,32 @@ TEST_CASE("an idle connection costs no CPU, is closed at the handshake "
   }
 }
 
+TEST_CASE("a master with idle TLS connections open exits once its job is "
+          "done",
+          "[runtime][gate][hostile]") {
+  key_dir keys;
+  auto s = start_master({"--tasks", "20", "--authkey-file", keys.key(),
+                         "--handshake-timeout", "120s"});
+  std::vector<int> fds;
+  for (int i = 0; i < 10; ++i) {
+    fds.push_back(connect_loopback(s.port));
+    if (i % 2 == 0) {
+      auto pre = preamble(true);
+      ::send(fds.back(), pre.data(), pre.size(), MSG_NOSIGNAL);
+    }
+  }
+  auto w = run_worker(s.port, {"--authkey-file", keys.key()});
+  CHECK(w.exit_code == 0);
+  auto start = clock_type::now();
+  auto m = s.proc->wait(patience);
+  CHECK(m.exit_code == 0);
+  CHECK_THAT(m.out, Catch::Contains("20 results of 20 tasks"));
+  // CAF's TLS port kept a finished master for 45 s and more.
+  CHECK(clock_type::now() - start < 10s);
+  for (auto fd : fds)
+    ::close(fd);
+}
+
 TEST_CASE("a slowloris is closed at the handshake deadline",
           "[runtime][gate][hostile]") {
   auto s = start_node({"--handshake-timeout", "2s"});
