@@ -65,10 +65,12 @@ struct outcome {
   caf::error why;
 };
 
-outcome dial_and_wait(test_node& from, uint16_t port) {
+outcome dial_and_wait(test_node& from, uint16_t port,
+                      const std::string& host = "127.0.0.1",
+                      caf::timespan timeout = 5s) {
   outcome out;
   caf::scoped_actor self{from.host->system()};
-  dial(from.host->system(), from.cfg, "127.0.0.1", port, 5s, caf::actor{self});
+  dial(from.host->system(), from.cfg, host, port, timeout, caf::actor{self});
   self->receive(
     [&](dial_ok_atom, caf::actor& remote) {
       out.ok = true;
@@ -228,18 +230,8 @@ TEST_CASE("a peer that accepts but never answers fails the dial at its "
   REQUIRE(::listen(fd, 8) == 0);
   REQUIRE(::getsockname(fd, addr, &len) == 0);
   test_node b{"b"};
-  outcome got;
   auto start = std::chrono::steady_clock::now();
-  {
-    caf::scoped_actor self{b.host->system()};
-    dial(b.host->system(), b.cfg, "127.0.0.1", ntohs(sa.sin_port), 1s,
-         caf::actor{self});
-    self->receive(
-      [&](dial_ok_atom, caf::actor&) { got.ok = true; },
-      [&](dial_empty_atom) { got.empty = true; },
-      [&](dial_failed_atom, caf::error& why) { got.why = std::move(why); },
-      caf::after(30s) >> [&] { got.why = caf::make_error(errc::timeout); });
-  }
+  auto got = dial_and_wait(b, ntohs(sa.sin_port), "127.0.0.1", 1s);
   auto took = std::chrono::steady_clock::now() - start;
   ::close(fd);
   CHECK_FALSE(got.ok);
@@ -254,16 +246,8 @@ TEST_CASE("a peer that accepts but never answers fails the dial at its "
 TEST_CASE("plain TCP off loopback is refused without --insecure",
           "[runtime][dialer]") {
   test_node a{"a"};
-  outcome got;
-  {
-    caf::scoped_actor self{a.host->system()};
-    dial(a.host->system(), a.cfg, "192.0.2.1", 9, 5s, caf::actor{self});
-    self->receive(
-      [&](dial_ok_atom, caf::actor&) { got.ok = true; },
-      [&](dial_empty_atom) { got.empty = true; },
-      [&](dial_failed_atom, caf::error& why) { got.why = std::move(why); },
-      caf::after(30s) >> [&] { got.why = caf::make_error(errc::timeout); });
-  }
+  // Refused before any packet is sent.
+  auto got = dial_and_wait(a, 9, "192.0.2.1");
   CHECK_FALSE(got.ok);
   CHECK(got.why == errc::insecure_refused);
   CHECK_THAT(error_text(got.why),
