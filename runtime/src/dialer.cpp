@@ -37,9 +37,7 @@ bool is(const caf::error& err, caf::sec code) {
 caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
                            std::string host, uint16_t port,
                            caf::timespan timeout, caf::actor reply_to) {
-  auto where = host.find(':') != std::string::npos
-                 ? "[" + host + "]:" + std::to_string(port)
-                 : host + ":" + std::to_string(port);
+  auto where = format_address(host, port);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   auto deadline = clock_type::now() + timeout;
   auto fail = [=](caf::error why) {

@@ -67,12 +67,6 @@ constexpr size_t hello_frame_limit = 1024 * 1024;
 
 constexpr char magic[] = "TROUPE";
 
-std::string address(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos)
-    return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
 std::string greeting(gate_status status) {
   std::string out{magic, 6};
   out += static_cast<char>(preamble_version);
@@ -739,8 +733,8 @@ public:
     ++core_->accepted;
     auto peer = network::remote_addr_of_fd(fd);
     auto peer_port = network::remote_port_of_fd(fd);
-    auto who = address(peer ? *peer : std::string{"?"},
-                       peer_port ? *peer_port : uint16_t{0});
+    auto who = format_address(peer ? *peer : std::string{"?"},
+                              peer_port ? *peer_port : uint16_t{0});
     if (core_->pending_servers() >= core_->limits.max_pending) {
       ++core_->refused_busy;
       refuse_socket(fd, gate_status::busy);
@@ -945,7 +939,7 @@ caf::expected<caf::io::scribe_ptr>
 gate::connect(const std::string& host, uint16_t port,
               std::chrono::milliseconds timeout,
               clock_type::time_point deadline) {
-  auto where = address(host, port);
+  auto where = format_address(host, port);
   auto ms = std::to_string(timeout.count()) + " ms (--connect-timeout)";
   auto failed = [&](errc code, std::string why) {
     return caf::make_error(code, where + ": " + std::move(why));
@@ -1064,7 +1058,7 @@ gate::connect(const std::string& host, uint16_t port,
 }
 
 std::string gate::take_refusal(const std::string& host, uint16_t port) {
-  return core_->take_refusal(address(host, port));
+  return core_->take_refusal(format_address(host, port));
 }
 
 gate_counts gate::counts() const {

@@ -18,12 +18,6 @@ caf::error fail(errc code, std::string what) {
   return caf::make_error(code, std::move(what));
 }
 
-std::string address(const std::string& host, uint16_t port) {
-  if (host.find(':') != std::string::npos)
-    return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
 } // namespace
 
 net_config::net_config(role r) {
@@ -121,6 +115,12 @@ caf::error net_config::secure(const std::string& host) {
   return caf::none;
 }
 
+std::string format_address(const std::string& host, uint16_t port) {
+  if (host.find(':') != std::string::npos)
+    return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
 caf::error parse_host_port(const std::string& text, std::string& host,
                            uint16_t& port, bool allow_port_zero) {
   auto bad = [&] {
@@ -154,7 +154,7 @@ caf::error parse_host_port(const std::string& text, std::string& host,
 
 caf::expected<uint16_t> listen(caf::actor_system& sys, const caf::actor& hdl,
                                const net_config& cfg, uint16_t port) {
-  auto where = address(cfg.bind, port);
+  auto where = format_address(cfg.bind, port);
   auto g = detail::gate_of(sys, cfg, cfg.bind);
   if (!g)
     return std::move(g.error());

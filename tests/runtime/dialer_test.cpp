@@ -103,6 +103,22 @@ caf::behavior echo(caf::event_based_actor*) {
 
 } // namespace
 
+TEST_CASE("addresses are written as they are read", "[runtime][dialer]") {
+  CHECK(format_address("127.0.0.1", 5000) == "127.0.0.1:5000");
+  CHECK(format_address("::1", 5000) == "[::1]:5000");
+  std::string host;
+  uint16_t port = 0;
+  REQUIRE_FALSE(parse_host_port(format_address("::1", 5000), host, port));
+  CHECK(host == "::1");
+  CHECK(port == 5000);
+  REQUIRE_FALSE(parse_host_port("node-1:80", host, port));
+  CHECK(host == "node-1");
+  CHECK(port == 80);
+  CHECK(parse_host_port("::1:5000", host, port) == errc::invalid_option_value);
+  CHECK(parse_host_port("h:0", host, port) == errc::invalid_option_value);
+  CHECK_FALSE(parse_host_port("h:0", host, port, true));
+}
+
 TEST_CASE("backoff doubles from the initial delay up to the maximum",
           "[runtime][dialer]") {
   reconnect_options opts;

@@ -130,6 +130,10 @@ private:
                                          std::string& host, uint16_t& port,
                                          bool allow_port_zero = false);
 
+/// Returns `host:port`, with an IPv6 address in brackets (`[::1]:5000`), as
+/// `parse_host_port` reads it back.
+std::string format_address(const std::string& host, uint16_t port);
+
 /// Publishes `hdl` at `cfg.bind:port` (port 0: the OS chooses) through the
 /// gate: TLS if `cfg` has a key or certificates, plain TCP only on loopback
 /// or with `--insecure`. Returns the port, or an error that names the
