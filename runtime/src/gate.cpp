@@ -252,8 +252,13 @@ public:
   std::atomic<uint64_t> closed_oversized{0};
   std::atomic<uint64_t> closed_tls_failed{0};
 
-  // Connections that have not completed the BASP handshake yet.
+  // Connections that have not completed the BASP handshake yet. A scribe
+  // leaves when it is established or closed (`untrack`), or when the node
+  // stops (`clear_tracked`): a scribe holds the core, so the core must not
+  // hold a finished one.
   void track(caf::intrusive_ptr<gated_scribe> ptr);
+  void untrack(const gated_scribe* ptr);
+  void clear_tracked();
   // Server-side connections still in handshake (multiplexer thread).
   size_t pending_servers();
   // Whether a tracked connection passed its deadline or finished (any
@@ -349,6 +354,8 @@ public:
   void detach_from(caf::io::abstract_broker* ptr) override {
     closed_.store(true, std::memory_order_release);
     scribe::detach_from(ptr);
+    // The stream still holds this scribe until the multiplexer drops it.
+    core_->untrack(this);
   }
 
   // Holds everything BASP writes back until the preamble (and TLS) is
@@ -676,8 +683,10 @@ private:
     // BASP waits for a header again: a whole frame went through. The first
     // frame with a payload is the handshake.
     if (!established() && frames_ >= 2 && !detached()
-        && requested_.second == caf::io::basp::header_size)
+        && requested_.second == caf::io::basp::header_size) {
       established_.store(true, std::memory_order_release);
+      core_->untrack(this); // the stream holds this scribe meanwhile
+    }
     return ok;
   }
 
@@ -810,6 +819,9 @@ caf::behavior warden(caf::event_based_actor* self,
   // Handed in at spawn: when this starts, the middleman may be gone already
   // (a node that stopped at once), and linking to it then ends this at once.
   self->link_to(middleman);
+  // Scribes that never reached CAF (a dial given up while the node stopped)
+  // would keep the core, and the core them.
+  self->attach_functor([core] { core->clear_tracked(); });
   self->send(self, tick_atom::value);
   return {
     [=](tick_atom) {
@@ -828,6 +840,23 @@ caf::behavior warden(caf::event_based_actor* self,
 void gate_core::track(caf::intrusive_ptr<gated_scribe> ptr) {
   std::lock_guard<std::mutex> guard{mtx};
   tracked.emplace_back(std::move(ptr));
+}
+
+void gate_core::untrack(const gated_scribe* ptr) {
+  caf::intrusive_ptr<gated_scribe> gone; // released after the lock
+  std::lock_guard<std::mutex> guard{mtx};
+  auto i = std::find_if(tracked.begin(), tracked.end(),
+                        [&](const auto& x) { return x.get() == ptr; });
+  if (i != tracked.end()) {
+    gone = std::move(*i);
+    tracked.erase(i);
+  }
+}
+
+void gate_core::clear_tracked() {
+  std::vector<caf::intrusive_ptr<gated_scribe>> gone;
+  std::lock_guard<std::mutex> guard{mtx};
+  gone.swap(tracked);
 }
 
 size_t gate_core::pending_servers() {
