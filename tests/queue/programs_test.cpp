@@ -171,7 +171,35 @@ TEST_CASE("a master killed with SIGKILL resumes from its store - workers "
     CHECK(res.exit_code == 0);
     CHECK_THAT(res.out, Catch::EndsWith("worker exit.\n"));
   }
-  for (auto suffix : {"", "-wal", "-shm"})
+  for (auto suffix : {"", "-wal", "-shm", ".lock"})
+    std::remove((store + suffix).c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_CASE("a second master on the same store is refused, naming the first",
+          "[task_queue][programs]") {
+  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto store = dir + "/queue.db";
+  uint16_t port = 0;
+  auto first = start_master({"--tasks", "20", "--store", store}, port);
+  auto second = run_process(
+    {bin("task_master"), "--port", "0", "--tasks", "20", "--store", store},
+    patience);
+  CHECK(second.exit_code == 1);
+  CHECK_THAT(second.err, Catch::Contains("store " + store
+                                         + " is in use by another master "
+                                           "(pid "
+                                         + std::to_string(first->pid()) + ")"));
+  CHECK(puts(second.out).empty());
+  // The first one is undisturbed: a worker gets its 20 tasks done.
+  auto w = start_worker(port, {"--quiet"});
+  auto m = first->wait(patience);
+  CHECK(m.exit_code == 0);
+  CHECK(results(m.out).size() == 20);
+  CHECK(w->wait(patience).exit_code == 0);
+  for (auto suffix : {"", "-wal", "-shm", ".lock"})
     std::remove((store + suffix).c_str());
   ::rmdir(dir.c_str());
 }

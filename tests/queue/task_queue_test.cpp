@@ -392,6 +392,7 @@ TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
   std::remove(path.c_str());
   std::remove((path + "-wal").c_str());
   std::remove((path + "-shm").c_str());
+  std::remove((path + ".lock").c_str());
   ::rmdir(dir.c_str());
 }
 

@@ -486,7 +486,27 @@ TEST_CASE_METHOD(store_fixture, "a store that cannot be opened is reported",
   if (!store)
     CHECK(store.error() == errc::store_failed);
   CHECK(text_of(store)
-        == "cannot open store " + path + ": unable to open database file");
+        == "cannot open store " + path + ": cannot create " + path
+             + ".lock: No such file or directory");
+}
+
+TEST_CASE_METHOD(store_fixture,
+                 "a store has one owner: a second open fails naming the "
+                 "holder's pid, and succeeds once the first is closed",
+                 "[queue][task_store]") {
+  auto first = open();
+  store_contents other;
+  auto second = task_store::open(path, meta, other);
+  REQUIRE_FALSE(second);
+  CHECK(second.error() == errc::store_failed);
+  CHECK(text_of(second)
+        == "store " + path + " is in use by another master (pid "
+             + std::to_string(::getpid())
+             + "): a store has one owner; stop that one first, or give this "
+               "master another --store");
+  first.reset();
+  auto third = open();
+  CHECK(third != nullptr);
 }
 
 TEST_CASE_METHOD(store_fixture, "commit reports a failed write",

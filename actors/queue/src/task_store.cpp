@@ -1,10 +1,15 @@
 #include "task_store.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <type_traits>
 #include <utility>
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "troupe/queue/errc.hpp"
 
@@ -364,8 +369,8 @@ template <class F>
 
 } // namespace
 
-task_store::task_store(sqlite3* db, std::string path)
-    : db_(db), path_(std::move(path)) {
+task_store::task_store(sqlite3* db, std::string path, int lock_fd)
+    : db_(db), path_(std::move(path)), lock_fd_(lock_fd) {
   // nop
 }
 
@@ -377,11 +382,53 @@ task_store::~task_store() {
   for (auto* stmt : statements_)
     sqlite3_finalize(stmt);
   sqlite3_close(db_);
+  ::close(lock_fd_); // releases the lock
 }
+
+namespace {
+
+// Takes the store's owner lock: an exclusive flock on `PATH.lock` (released
+// when the process ends, however it ends), which holds the owner's pid.
+// Returns the locked descriptor, or the error naming the holder.
+caf::expected<int> lock_store(const std::string& path) {
+  auto lock_path = path + ".lock";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return store_error("cannot open store " + path + ": cannot create "
+                       + lock_path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    auto saved = errno;
+    char buf[32] = {};
+    auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    ::close(fd);
+    if (saved != EWOULDBLOCK)
+      return store_error("cannot lock store " + path + " (" + lock_path
+                         + "): " + std::strerror(saved));
+    std::string holder = n > 0 ? std::string{buf, static_cast<size_t>(n)} : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' '))
+      holder.pop_back();
+    return store_error(
+      "store " + path + " is in use by another master"
+      + (holder.empty() ? std::string{} : " (pid " + holder + ")")
+      + ": a store has one owner; stop that one first, or "
+        "give this master another --store");
+  }
+  // The pid is for messages only: the lock holds whether it is written or
+  // not.
+  auto pid = std::to_string(::getpid()) + "\n";
+  [[maybe_unused]] auto truncated = ::ftruncate(fd, 0);
+  [[maybe_unused]] auto written = ::pwrite(fd, pid.data(), pid.size(), 0);
+  return fd;
+}
+
+} // namespace
 
 caf::expected<std::unique_ptr<task_store>>
 task_store::open(const std::string& path, const store_meta& meta,
                  store_contents& contents) {
+  auto lock_fd = lock_store(path);
+  if (!lock_fd)
+    return std::move(lock_fd.error());
   sqlite3* db = nullptr;
   auto flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (auto rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
@@ -390,10 +437,11 @@ task_store::open(const std::string& path, const store_meta& meta,
       "cannot open store " + path + ": "
       + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
     sqlite3_close(db);
+    ::close(*lock_fd);
     return err;
   }
-  // From here on the destructor closes `db`.
-  std::unique_ptr<task_store> store{new task_store(db, path)};
+  // From here on the destructor closes `db` and the lock.
+  std::unique_ptr<task_store> store{new task_store(db, path, *lock_fd)};
   sqlite3_busy_timeout(db, busy_timeout_ms);
   // Check a file that already holds tables before changing anything in it.
   auto existing = has_schema(db, path);

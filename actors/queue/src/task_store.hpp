@@ -80,7 +80,9 @@ public:
   /// Opens `path`, creating the file and the schema if needed, and reads
   /// what it holds into `contents`. Fails with `errc::store_failed` and a
   /// message that names the file and the cause (cannot open, not a troupe
-  /// store, created for another queue or other types, corrupt).
+  /// store, created for another queue or other types, corrupt, or in use:
+  /// a store has one owner, held by an exclusive lock on `PATH.lock` for as
+  /// long as the store is open, which names the holder's pid).
   [[nodiscard]] static caf::expected<std::unique_ptr<task_store>>
   open(const std::string& path, const store_meta& meta,
        store_contents& contents);
@@ -116,7 +118,7 @@ public:
   }
 
 private:
-  task_store(sqlite3* db, std::string path);
+  task_store(sqlite3* db, std::string path, int lock_fd);
 
   // Opens the transaction the next write joins. Returns false, doing nothing,
   // once a write of the current batch has failed.
@@ -128,6 +130,8 @@ private:
 
   sqlite3* db_;
   std::string path_;
+  // The descriptor of `PATH.lock`, locked (flock) while the store is open.
+  int lock_fd_;
   bool in_transaction_ = false;
   // Prepared statements, owned; finalized by the destructor.
   std::vector<sqlite3_stmt*> statements_;
