@@ -174,7 +174,7 @@ int run_master(troupe::node& n, const config& cfg) {
   while (got < expected) {
     auto r = q->get(cfg.timeout);
     if (!r) {
-      if (r.error() != troupe::errc::closed)
+      if (r.error() != troupe::errc::closed && !n.stopped_by_signal())
         std::cerr << prog << ": " << troupe::error_text(r.error()) << std::endl;
       break;
     }
@@ -202,7 +202,11 @@ int run_master(troupe::node& n, const config& cfg) {
         .count();
   auto st = q->stats();
   int rc = 0;
-  if (got < expected) {
+  if (got < expected && n.stopped_by_signal()) {
+    std::cerr << prog << ": interrupted: " << (expected - got) << " of "
+              << expected << " results missing" << std::endl;
+    rc = 1; // troupe::run makes it 130 or 143
+  } else if (got < expected) {
     std::cerr << prog << ": " << (expected - got) << " of " << expected
               << " results missing after waiting "
               << caf::deep_to_string(cfg.timeout) << " for the next one"

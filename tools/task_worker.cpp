@@ -135,8 +135,14 @@ int run_worker(troupe::node& n, const config& cfg) {
     std::cerr << prog << ": " << failure << std::endl;
     return 1;
   }
-  if (closed)
-    std::cout << "worker exit." << std::endl;
+  if (!closed) {
+    // Stopped before its queue closed: troupe::run makes a signal's 130/143.
+    if (!n.stopped_by_signal())
+      std::cerr << prog << ": the worker ended before its queue closed"
+                << std::endl;
+    return 1;
+  }
+  std::cout << "worker exit." << std::endl;
   return 0;
 }
 

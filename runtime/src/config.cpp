@@ -284,6 +284,11 @@ std::string config::help_text() const {
   print("--dump-config", "print the configuration and exit");
   print("--config-file <string>",
         "read options from this INI file (default: caf-application.ini)");
+  out << "\nExit codes:\n";
+  print("0", "the work is complete (or --help)");
+  print("1", "the work failed or is incomplete; the message says why");
+  print("2", "a bad option or configuration; the message names it");
+  print("130, 143", "stopped by SIGINT, SIGTERM before the work was complete");
   out << "\nLong options take their value as '--opt value' or '--opt=value'."
       << '\n';
   return out.str();

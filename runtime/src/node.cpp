@@ -72,8 +72,8 @@ void node::stop() {
   stop_cv_.notify_all();
 }
 
-void node::stop_by_signal() {
-  stopped_by_signal_ = true;
+void node::stop_by_signal(int signo) {
+  stop_signal_ = signo;
   stop();
 }
 

@@ -32,12 +32,14 @@ sigset_t stop_signals() {
 }
 
 // Leaves the process without running destructors: the actors did not exit in
-// time, so waiting for them in ~actor_system would hang.
-[[noreturn]] void leave_now(spdlog::logger& log) {
+// time, so waiting for them in ~actor_system would hang. The exit code is the
+// shell's for a process the signal ended (128 + `signo`): its work was cut
+// short.
+[[noreturn]] void leave_now(spdlog::logger& log, int signo) {
   log.flush();
   std::cout.flush();
   std::fflush(nullptr);
-  std::_Exit(0);
+  std::_Exit(128 + signo);
 }
 
 } // namespace
@@ -80,6 +82,7 @@ void signal_watcher::run() {
   using clock = std::chrono::steady_clock;
   pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   bool stopping = false;
+  int first_signal = 0;
   clock::time_point deadline;
   for (;;) {
     int timeout = -1;
@@ -98,7 +101,7 @@ void signal_watcher::run() {
                        "exiting without waiting for them",
                        node_.system().registry().running(),
                        caf::deep_to_string(node_.cfg().shutdown_timeout));
-      leave_now(node_.log());
+      leave_now(node_.log(), first_signal);
     }
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo info;
@@ -107,12 +110,13 @@ void signal_watcher::run() {
       auto sig = info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
       if (stopping) {
         node_.log().warn("second {}: exiting now", sig);
-        leave_now(node_.log());
+        leave_now(node_.log(), static_cast<int>(info.ssi_signo));
       }
       node_.log().info("{}: stopping the node", sig);
       stopping = true;
+      first_signal = static_cast<int>(info.ssi_signo);
       deadline = clock::now() + node_.cfg().shutdown_timeout;
-      node_.stop_by_signal();
+      node_.stop_by_signal(static_cast<int>(info.ssi_signo));
     }
   }
 }

@@ -176,6 +176,27 @@ TEST_CASE("a master killed with SIGKILL resumes from its store - workers "
   ::rmdir(dir.c_str());
 }
 
+TEST_CASE("a master stopped by SIGINT with results missing exits 130 - a "
+          "worker stopped by SIGTERM before its queue closed exits 143",
+          "[task_queue][programs]") {
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "20"}, port);
+  REQUIRE(master->wait_for_stdout("Try get results...", patience));
+  master->send_signal(SIGINT);
+  auto m = master->wait(patience);
+  CHECK(m.exit_code == 130);
+  CHECK_THAT(m.err, Catch::Contains("interrupted: 20 of 20 results missing"));
+  CHECK_THAT(m.out, !Catch::Contains("master exit."));
+  // A worker whose master is gone keeps trying to reconnect: SIGTERM ends it
+  // with its work undone.
+  auto worker = start_worker(port);
+  REQUIRE(worker->wait_for_stdout("Connect to server", patience));
+  worker->send_signal(SIGTERM);
+  auto w = worker->wait(patience);
+  CHECK(w.exit_code == 143);
+  CHECK_THAT(w.out, !Catch::Contains("worker exit."));
+}
+
 TEST_CASE("a second master on the same store is refused, naming the first",
           "[task_queue][programs]") {
   char tmpl[] = "/tmp/troupe-master-store-XXXXXX";

@@ -2,7 +2,8 @@
 // alive on its own (a pending timer holds a reference to it, as in any server)
 // and returns from main's function, so that troupe::run waits for the actor.
 // With --stubborn the actor also ignores exit messages, so only
-// troupe.shutdown-timeout ends the process.
+// troupe.shutdown-timeout ends the process. --result N is what main's function
+// returns: 0 for a program whose work is complete, anything else if not.
 
 #include <chrono>
 #include <iostream>
@@ -16,8 +17,9 @@ namespace {
 
 struct probe_config : troupe::config {
   probe_config() {
-    opt_group{custom_options_, "global"}.add<bool>(
-      "stubborn", "the actor ignores exit messages");
+    opt_group{custom_options_, "global"}
+      .add<bool>("stubborn", "the actor ignores exit messages")
+      .add<int>("result", "what main's function returns (default 0)");
   }
 };
 
@@ -35,6 +37,6 @@ int main(int argc, char** argv) {
     argc, argv, [](troupe::node& n, const probe_config& cfg) {
       n.spawn(waiter, caf::get_or(cfg, "stubborn", false));
       std::cout << "ready" << std::endl;
-      return 3; // not 0, so that the test sees a signal turn it into 0
+      return caf::get_or(cfg, "result", 0);
     });
 }

@@ -35,11 +35,12 @@ stopped stop_probe(std::vector<std::string> args, int sig) {
 
 } // namespace
 
-TEST_CASE("SIGINT and SIGTERM stop a troupe program with exit code 0",
+TEST_CASE("SIGINT and SIGTERM stop a troupe program whose work is complete "
+          "with exit code 0",
           "[runtime][signals]") {
   auto sig = GENERATE(SIGINT, SIGTERM);
   INFO("signal " << sig);
-  auto [res, took] = stop_probe({}, sig);
+  auto [res, took] = stop_probe({"--result=0"}, sig);
   CHECK_FALSE(res.timed_out);
   CHECK(res.term_signal == 0);
   CHECK(res.exit_code == 0);
@@ -49,12 +50,24 @@ TEST_CASE("SIGINT and SIGTERM stop a troupe program with exit code 0",
         != std::string::npos);
 }
 
+TEST_CASE("a program whose work is not complete exits 130 after SIGINT and "
+          "143 after SIGTERM, as shells report",
+          "[runtime][signals]") {
+  auto sig = GENERATE(SIGINT, SIGTERM);
+  INFO("signal " << sig);
+  auto [res, took] = stop_probe({"--result=3"}, sig);
+  CHECK_FALSE(res.timed_out);
+  CHECK(res.term_signal == 0);
+  CHECK(res.exit_code == 128 + sig);
+}
+
 TEST_CASE("an actor that ignores the stop does not keep the process alive",
           "[runtime][signals]") {
   auto [res, took]
     = stop_probe({"--stubborn", "--troupe.shutdown-timeout", "200ms"}, SIGTERM);
   CHECK_FALSE(res.timed_out);
-  CHECK(res.exit_code == 0);
+  // Cut short: the shell's code for a process SIGTERM ended.
+  CHECK(res.exit_code == 143);
   CHECK(took >= 200ms); // it did wait for the actor first
   CHECK(took < 1s);
   CHECK(res.err.find("1 actor(s) still running 200ms after the stop signal")

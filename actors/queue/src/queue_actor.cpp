@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <spdlog/spdlog.h>
@@ -64,6 +65,23 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
   }
   self->set_down_handler(
     [=](caf::down_msg& msg) { worker_lost(self, msg.source, msg.reason); });
+  // A node that stops ends this actor with requests still waiting (a `get`
+  // for the next result, a `close`): tell them, or their callers wait out
+  // their whole timeout.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (msg.reason == caf::exit_reason::normal)
+      return; // as CAF's default handler
+    auto& s = self->state;
+    auto why = caf::make_error(troupe::errc::shutting_down,
+                               "queue '" + s.opts.name + "' is stopping");
+    for (auto& g : s.getters)
+      g.promise.deliver(why);
+    s.getters.clear();
+    for (auto& rp : s.close_waiters)
+      rp.deliver(why);
+    s.close_waiters.clear();
+    self->quit(std::move(msg.reason));
+  });
   auto tick = std::clamp<caf::timespan>(
     st.opts.lease / 4, std::chrono::milliseconds{10}, std::chrono::seconds{1});
   self->delayed_send(self, tick, tick_atom::value);

@@ -147,7 +147,12 @@ public:
 
   /// Returns whether a signal stopped the node.
   bool stopped_by_signal() const noexcept {
-    return stopped_by_signal_.load();
+    return stop_signal_.load() != 0;
+  }
+
+  /// Returns the signal that stopped the node (SIGINT or SIGTERM), or 0.
+  int stop_signal() const noexcept {
+    return stop_signal_.load();
   }
 
   /// Blocks until `stop()` is called or `timeout` passes; returns `stopping()`.
@@ -163,7 +168,7 @@ public:
 private:
   friend class detail::signal_watcher;
 
-  void stop_by_signal();
+  void stop_by_signal(int signo);
 
   config& cfg_;
   std::shared_ptr<spdlog::logger> log_;
@@ -176,7 +181,7 @@ private:
   std::vector<caf::actor_addr> top_level_;
   size_t prune_at_ = 1024;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> stopped_by_signal_{false};
+  std::atomic<int> stop_signal_{0};
 };
 
 } // namespace troupe

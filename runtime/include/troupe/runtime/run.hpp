@@ -40,8 +40,11 @@ int report_startup_failure(const config& cfg, const char* what);
 /// files, which CAF would abort on); its error is printed and the program
 /// exits 2.
 ///
-/// Exit codes: `fn`'s result; 0 after `--help` or when a signal stopped the
-/// node; 2 for an unknown option or a bad value (the message names it).
+/// Exit codes: `fn`'s result, which is 0 only if the program's work is
+/// complete; if SIGINT or SIGTERM stopped the node and `fn` did not return
+/// 0, 128 + the signal's number (130, 143) as shells report a program the
+/// signal ended; 0 after `--help`; 2 for an unknown option or a bad value
+/// (the message names it).
 ///
 /// ```cpp
 /// int main(int argc, char** argv) {
@@ -69,9 +72,9 @@ int run(int argc, char** argv, F fn) {
   }
   int rc = fn(*n, static_cast<const Config&>(cfg));
   n->await_actors(); // a signal during this wait still stops the node
-  bool by_signal = n->stopped_by_signal();
+  int signo = n->stop_signal();
   n.reset();
-  return by_signal ? 0 : rc;
+  return signo != 0 && rc != 0 ? 128 + signo : rc;
 }
 
 } // namespace troupe
