@@ -14,6 +14,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -76,6 +79,9 @@ struct bus_config : net_config {
   caf::timespan timeout = 1s;
   caf::timespan connect_timeout = 5s;
   caf::timespan wait_for_subscriber = caf::timespan{0};
+  std::string file;
+  // pub: the payload, from TEXT, --file or stdin (TEXT '-').
+  std::string payload;
 
   std::optional<address> listen_at;
   std::vector<address> peers;
@@ -100,17 +106,20 @@ struct bus_config : net_config {
       case kind::sub:
         positional("PATTERN");
         description("prints 'SUBJECT: PAYLOAD' for each message on a subject "
-                    "that matches PATTERN (wildcards * and >)");
+                    "that matches PATTERN (wildcards * and >), the payload's "
+                    "bytes as they are");
         opts
           .add(queue, "queue",
                "queue group: each message goes to one member of the group")
           .add(count, "count", "exit after this many messages (0: never)");
         break;
       case kind::pub:
-        positional("SUBJECT TEXT");
-        description("publishes TEXT on SUBJECT; {n} in TEXT becomes the "
-                    "message's number (1, 2, ...)");
+        positional("SUBJECT [TEXT | -]");
+        description("publishes TEXT (or stdin for '-', or --file) on "
+                    "SUBJECT; {n} in TEXT becomes the message's number "
+                    "(1, 2, ...); any bytes, NUL included");
         opts.add(count, "count", "publish it this many times (default 1)")
+          .add(file, "file", "publish the bytes of this file (no TEXT)")
           .add(wait_for_subscriber, "wait-for-subscriber",
                "first wait up to this long until somebody subscribes");
         break;
@@ -138,9 +147,10 @@ struct bus_config : net_config {
 
   caf::error prepare() {
     auto& args = positional_args();
-    size_t want = (what == kind::pub || what == kind::request) ? 2
-                  : what == kind::node                         ? 0
-                                                               : 1;
+    size_t want = (what == kind::pub && !file.empty())           ? 1
+                  : (what == kind::pub || what == kind::request) ? 2
+                  : what == kind::node                           ? 0
+                                                                 : 1;
     if (args.size() < want)
       return usage(std::string{"missing "}
                    + (what == kind::sub ? "PATTERN" : "SUBJECT")
@@ -180,6 +190,21 @@ struct bus_config : net_config {
                                  : "--connect takes one node");
     if (what == kind::pub && count == 0)
       count = 1;
+    if (what == kind::pub) {
+      if (!file.empty()) {
+        std::ifstream in{file, std::ios::binary};
+        if (!in)
+          return caf::make_error(errc::cannot_open_file,
+                                 "cannot read --file " + file);
+        payload.assign(std::istreambuf_iterator<char>{in},
+                       std::istreambuf_iterator<char>{});
+      } else if (args[1] == "-") {
+        payload.assign(std::istreambuf_iterator<char>{std::cin},
+                       std::istreambuf_iterator<char>{});
+      } else {
+        payload = args[1];
+      }
+    }
     // TLS or plain: decided by the least local address involved.
     auto host = listen_at ? listen_at->host : peers.front().host;
     for (auto& p : peers)
@@ -189,12 +214,20 @@ struct bus_config : net_config {
   }
 };
 
+// Writes `bytes` to stdout as they are (a NUL included).
+void write_out(const std::string& bytes) {
+  std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+}
+
 void print_message(const bus_message& m) {
-  if (m.type == 0)
-    std::printf("%s: %s\n", m.subject.c_str(), m.payload.c_str());
-  else
+  if (m.type == 0) {
+    write_out(m.subject + ": ");
+    write_out(m.payload);
+    write_out("\n");
+  } else {
     std::printf("%s: (a typed value, %zu bytes)\n", m.subject.c_str(),
                 m.payload.size());
+  }
   std::fflush(stdout);
 }
 
@@ -314,7 +347,9 @@ int bus_pub(const std::string& prog, const args_list& args) {
     bus b{n};
     bus_cluster c{n, b, cfg};
     auto& subject = cfg.positional_args()[0];
-    auto& text = cfg.positional_args()[1];
+    // {n} is replaced in a TEXT given as an argument only.
+    auto literal = cfg.file.empty() && cfg.positional_args()[1] != "-";
+    auto& text = cfg.payload;
     int rc = 0;
     if (!link(c, cfg, prog.c_str())) {
       rc = 1;
@@ -324,7 +359,7 @@ int bus_pub(const std::string& prog, const args_list& args) {
                    prog.c_str(), subject.c_str());
       rc = 1;
     } else {
-      auto at = text.find("{n}");
+      auto at = literal ? text.find("{n}") : std::string::npos;
       std::string payload = text;
       for (uint64_t i = 1; i <= cfg.count && rc == 0; ++i) {
         if (at != std::string::npos)
@@ -367,7 +402,8 @@ int bus_request(const std::string& prog, const args_list& args) {
             c.wait_for_interest(subject, cfg.wait_for_subscriber));
         auto r = b.request(subject, cfg.positional_args()[1], cfg.timeout);
         if (r) {
-          std::printf("%s\n", r->payload.c_str());
+          write_out(r->payload);
+          write_out("\n");
           std::fflush(stdout);
         } else {
           auto why = error_text(r.error());

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -15,6 +17,7 @@
 
 #include <catch2/catch.hpp>
 #include <signal.h>
+#include <unistd.h>
 
 #include "net_util.hpp"
 #include "process.hpp"
@@ -151,6 +154,41 @@ TEST_CASE("bus programs: three chained nodes deliver by wildcard across two "
   CHECK(output_of(*near)
         == std::vector<std::string>{"orders.eu.created: p1",
                                     "orders.us.created: p2"});
+}
+
+TEST_CASE("bus programs: pub sends any bytes from a file or stdin and sub "
+          "prints them as they are") {
+  auto node = start_node();
+  auto sub = start_sub(node, "bytes", {"--count", "2"});
+  // A NUL, a newline-free binary tail, and bytes that are no UTF-8.
+  std::string payload{"a\0b\xff\x01z", 6};
+  char tmpl[] = "/tmp/troupe-pub-file-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, payload.data(), payload.size())
+          == static_cast<ssize_t>(payload.size()));
+  ::close(fd);
+  auto from_file = troupe({"pub", "bytes", "--file", tmpl, "--connect",
+                           at(node.port), "--wait-for-subscriber", "30s"});
+  INFO(from_file.err);
+  CHECK(from_file.exit_code == 0);
+  // TEXT '-': the payload is stdin.
+  auto from_stdin
+    = run_process({"/bin/sh", "-c",
+                   "printf 'x\\000y' | \"" + bin("troupe")
+                     + "\" pub bytes - --connect " + at(node.port)},
+                  patience);
+  INFO(from_stdin.err);
+  CHECK(from_stdin.exit_code == 0);
+  auto r = sub->wait(patience);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out
+        == "bytes: " + payload + "\nbytes: " + std::string{"x\0y", 3} + "\n");
+  std::remove(tmpl);
+  auto missing = troupe({"pub", "bytes", "--file", "/nonexistent/payload",
+                         "--connect", at(node.port)});
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("cannot read --file"));
 }
 
 TEST_CASE("bus programs: a queue group spread over two nodes gets each "
