@@ -4,6 +4,7 @@
 #include "troupe/runtime/dialer.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <set>
 #include <utility>
 
@@ -11,6 +12,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/io/scribe.hpp>
 #include <caf/node_id.hpp>
 #include <caf/sec.hpp>
@@ -25,6 +27,8 @@ namespace troupe {
 namespace {
 
 using retry_atom = caf::atom_constant<caf::atom("dialretry")>;
+using relay_ok_atom = caf::atom_constant<caf::atom("dialrelok")>;
+using relay_failed_atom = caf::atom_constant<caf::atom("dialrelerr")>;
 using clock_type = std::chrono::steady_clock;
 
 bool is(const caf::error& err, caf::sec code) {
@@ -32,11 +36,45 @@ bool is(const caf::error& err, caf::sec code) {
          && err.code() == static_cast<uint8_t>(code);
 }
 
+// Hands a connection to CAF's BASP broker and reports its answer to `dialer`
+// as `(relay_ok_atom, strong_actor_ptr)` or `(relay_failed_atom, error)`.
+// BASP keeps the requester of a connect (in the connection's context) for as
+// long as the connection lives; a detached actor kept that way blocks the
+// actor system's shutdown (await_detached_threads; seen in 1 of ~40 `troupe
+// pub` processes under load). This relay is a scheduled actor: kept alive, it
+// holds no thread.
+caf::behavior connect_relay(caf::event_based_actor* self, caf::actor basp,
+                            caf::io::scribe_ptr scrb, uint16_t port,
+                            caf::timespan timeout, caf::actor dialer) {
+  // Holds the dialer (nothing else does, and CAF ends an unreferenced actor)
+  // until the answer is out, then lets go: this relay may outlive it. Ends
+  // with the middleman, whose broker may never answer then.
+  self->link_to(self->system().middleman().actor_handle());
+  auto to = std::make_shared<caf::actor>(std::move(dialer));
+  self->request(basp, timeout, caf::connect_atom::value, std::move(scrb), port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
+          const std::set<std::string>&) {
+        self->send(*to, relay_ok_atom::value, std::move(ptr));
+        *to = nullptr;
+        self->quit();
+      },
+      [=](caf::error& err) {
+        self->send(*to, relay_failed_atom::value, std::move(err));
+        *to = nullptr;
+        self->quit();
+      });
+  return {[](caf::unit_t) {}};
+}
+
 // Runs one attempt (see `dial`), then ends. A peer that answers "busy" is
 // asked again with growing pauses until `timeout` runs out.
 caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
                            std::string host, uint16_t port,
                            caf::timespan timeout, caf::actor reply_to) {
+  // Ends with the middleman: an attempt still running when the node stops
+  // would hold up its shutdown (CAF waits for every detached actor).
+  self->link_to(self->system().middleman().actor_handle());
   auto where = format_address(host, port);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   auto deadline = clock_type::now() + timeout;
@@ -80,49 +118,47 @@ caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
         fail(std::move(scrb.error()));
       return true;
     }
-    self
-      ->request(gate->basp(), deadline - clock_type::now(),
-                caf::connect_atom::value, std::move(*scrb), port)
-      .then(
-        [=](const caf::node_id&, caf::strong_actor_ptr& ptr,
-            const std::set<std::string>&) {
-          if (ptr)
-            self->send(reply_to, dial_ok_atom::value,
-                       caf::actor_cast<caf::actor>(ptr));
-          else
-            self->send(reply_to, dial_empty_atom::value);
-          self->quit();
-        },
-        [=](caf::error& err) {
-          auto why = gate->take_refusal(host, port);
-          // CAF's middleman drops a connection whose handshake is not
-          // through at its next heartbeat tick (its connection-timeout
-          // counts from the epoch for a connection it opened): try again
-          // while the connect timeout lasts.
-          auto delay = pause->next();
-          if (why.empty() && is(err, caf::sec::connection_timeout)
-              && clock_type::now() + delay < deadline) {
-            self->delayed_send(self, delay, retry_atom::value);
-            return;
-          }
-          if (!why.empty())
-            fail(caf::make_error(errc::connect_failed, why));
-          else if (is(err, caf::sec::request_timeout))
-            failed("no troupe handshake within " + std::to_string(ms.count())
-                   + " ms (--connect-timeout)");
-          else if (is(err, caf::sec::incompatible_application_ids))
-            failed("not a troupe-v1 node (application identifiers differ)");
-          else if (is(err, caf::sec::disconnect_during_handshake))
-            failed("the peer closed the connection during the handshake");
-          else
-            failed(self->system().render(err));
-        });
+    self->spawn(connect_relay, gate->basp(), std::move(*scrb), port,
+                deadline - clock_type::now(),
+                caf::actor_cast<caf::actor>(self));
     return false;
   };
   if (attempt())
     return {};
   return {
     [=](retry_atom) { attempt(); },
+    [=](relay_ok_atom, caf::strong_actor_ptr& ptr) {
+      if (ptr)
+        self->send(reply_to, dial_ok_atom::value,
+                   caf::actor_cast<caf::actor>(ptr));
+      else
+        self->send(reply_to, dial_empty_atom::value);
+      self->quit();
+    },
+    [=](relay_failed_atom, caf::error& err) {
+      auto why = gate->take_refusal(host, port);
+      // CAF's middleman drops a connection whose handshake is not through at
+      // its next heartbeat tick (its connection-timeout counts from the epoch
+      // for a connection it opened): try again while the connect timeout
+      // lasts.
+      auto delay = pause->next();
+      if (why.empty() && is(err, caf::sec::connection_timeout)
+          && clock_type::now() + delay < deadline) {
+        self->delayed_send(self, delay, retry_atom::value);
+        return;
+      }
+      if (!why.empty())
+        fail(caf::make_error(errc::connect_failed, why));
+      else if (is(err, caf::sec::request_timeout))
+        failed("no troupe handshake within " + std::to_string(ms.count())
+               + " ms (--connect-timeout)");
+      else if (is(err, caf::sec::incompatible_application_ids))
+        failed("not a troupe-v1 node (application identifiers differ)");
+      else if (is(err, caf::sec::disconnect_during_handshake))
+        failed("the peer closed the connection during the handshake");
+      else
+        failed(self->system().render(err));
+    },
   };
 }
 

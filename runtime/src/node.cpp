@@ -1,6 +1,7 @@
 #include "troupe/runtime/node.hpp"
 
 #include <algorithm>
+#include <cerrno> // program_invocation_short_name (GNU)
 
 #include <caf/actor_cast.hpp>
 #include <caf/exit_reason.hpp>
@@ -14,8 +15,23 @@
 
 namespace troupe {
 
+namespace {
+
+// A node always has a name: a program that never called `parse()` (an
+// embedded node) gets the program's, as `parse()` would have given it.
+config& with_name(config& cfg) {
+  if (cfg.name.empty())
+    cfg.name = program_invocation_short_name != nullptr
+                   && *program_invocation_short_name != '\0'
+                 ? program_invocation_short_name
+                 : "troupe";
+  return cfg;
+}
+
+} // namespace
+
 node::node(config& cfg, signals mode)
-    : cfg_(cfg), log_(detail::make_logger(cfg)),
+    : cfg_(with_name(cfg)), log_(detail::make_logger(cfg)),
       blocker_(mode == signals::stop), sys_(cfg) {
   detail::register_logger(sys_, log_);
   if (blocker_.enabled())

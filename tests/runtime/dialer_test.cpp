@@ -153,6 +153,7 @@ TEST_CASE("dial reports the actor a peer publishes", "[runtime][dialer]") {
   auto port = listen(a.host->system(), hdl, a.cfg, 0);
   REQUIRE(port);
   auto got = dial_and_wait(b, *port);
+  INFO((got.why ? error_text(got.why) + " / " + to_string(got.why) : ""));
   CHECK_FALSE(got.why);
   REQUIRE(got.ok);
   caf::scoped_actor self{b.host->system()};

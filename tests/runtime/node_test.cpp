@@ -119,6 +119,14 @@ TEST_CASE("the node's logger carries its name and writes to the log file",
   std::remove(path.c_str());
 }
 
+TEST_CASE("a node whose config was never parsed is named after the program",
+          "[runtime][node]") {
+  config cfg; // no parse(): an embedded node
+  node n{cfg};
+  CHECK(n.log().name() == "troupe_runtime_tests");
+  CHECK(cfg.name == "troupe_runtime_tests");
+}
+
 TEST_CASE("the node's fingerprint is its config's registry fingerprint",
           "[runtime][node]") {
   config cfg;

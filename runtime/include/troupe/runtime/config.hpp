@@ -37,7 +37,8 @@ public:
   // -- the troupe option group ------------------------------------------------
 
   /// `troupe.name`: this node's name; names its logger. Default: the
-  /// program's name (`argv[0]` without its directory).
+  /// program's name (`argv[0]` without its directory), also for a node whose
+  /// config was never parsed.
   std::string name;
 
   /// `troupe.log-level`: one of trace, debug, info, warn, error, critical,
