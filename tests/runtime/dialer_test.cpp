@@ -82,8 +82,9 @@ outcome dial_and_wait(test_node& from, uint16_t port,
   return out;
 }
 
-/// Returns a loopback port that nobody listens on (bound, then closed).
-uint16_t closed_port() {
+/// Returns a TCP socket bound to 127.0.0.1 on a port the OS chose, which it
+/// stores in `port`.
+int bound_loopback_socket(uint16_t& port) {
   auto fd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_in sa{};
@@ -93,8 +94,15 @@ uint16_t closed_port() {
   auto* addr = reinterpret_cast<sockaddr*>(&sa);
   REQUIRE(::bind(fd, addr, len) == 0);
   REQUIRE(::getsockname(fd, addr, &len) == 0);
-  ::close(fd);
-  return ntohs(sa.sin_port);
+  port = ntohs(sa.sin_port);
+  return fd;
+}
+
+/// Returns a loopback port that nobody listens on (bound, then closed).
+uint16_t closed_port() {
+  uint16_t port = 0;
+  ::close(bound_loopback_socket(port));
+  return port;
 }
 
 caf::behavior echo(caf::event_based_actor*) {
@@ -236,19 +244,12 @@ TEST_CASE("a peer that accepts but never answers fails the dial at its "
           "[runtime][dialer]") {
   // A listening socket nobody accepts from: the kernel completes the TCP
   // handshake, then nothing answers the preamble.
-  auto fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sa);
-  auto* addr = reinterpret_cast<sockaddr*>(&sa);
-  REQUIRE(::bind(fd, addr, len) == 0);
+  uint16_t port = 0;
+  auto fd = bound_loopback_socket(port);
   REQUIRE(::listen(fd, 8) == 0);
-  REQUIRE(::getsockname(fd, addr, &len) == 0);
   test_node b{"b"};
   auto start = std::chrono::steady_clock::now();
-  auto got = dial_and_wait(b, ntohs(sa.sin_port), "127.0.0.1", 1s);
+  auto got = dial_and_wait(b, port, "127.0.0.1", 1s);
   auto took = std::chrono::steady_clock::now() - start;
   ::close(fd);
   CHECK_FALSE(got.ok);
