@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -45,6 +46,8 @@ struct config : troupe::net_config {
   caf::timespan timeout = 10s;
   caf::timespan lease = 30s;
   uint32_t max_attempts = 3;
+  caf::timespan retry_backoff = 1s;
+  caf::timespan retry_backoff_max = 60s;
   uint64_t seed = 0;
   bool quiet = false;
   bool progress = false;
@@ -64,7 +67,14 @@ struct config : troupe::net_config {
            "a worker's time for a task before it goes to another (30s)")
       .add(max_attempts, "max-attempts",
            "deliveries of a task before it is dead-lettered (default 3)")
-      .add(seed, "seed", "seed for the random task numbers (0: random)")
+      .add(retry_backoff, "retry-backoff",
+           "wait before a failed task is retried, doubling per failure, "
+           "with jitter (default 1s; 0: at once)")
+      .add(retry_backoff_max, "retry-backoff-max",
+           "longest wait before a retry (default 60s)")
+      .add(seed, "seed",
+           "seed for the random task numbers (0: random; with --store, "
+           "derived from the store's path so a restart puts the same tasks)")
       .add(quiet, "quiet", "print only the listening line and the summary")
       .add(progress, "progress", "show a progress bar on stderr");
   }
@@ -89,6 +99,21 @@ std::vector<int64_t> task_numbers(uint32_t n, uint64_t seed) {
   std::shuffle(xs.begin(), xs.end(), gen);
   xs.resize(n);
   return xs;
+}
+
+// Returns the seed of the task numbers: `--seed`, else with a store one
+// derived from its path (FNV-1a), so that a master restarted with the same
+// arguments draws the same numbers, else 0 (random).
+uint64_t task_seed(const config& cfg) {
+  if (cfg.seed != 0 || cfg.store.empty())
+    return cfg.seed;
+  char* real = ::realpath(cfg.store.c_str(), nullptr);
+  std::string path = real != nullptr ? real : cfg.store;
+  std::free(real);
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : path)
+    h = (h ^ c) * 1099511628211ull;
+  return h != 0 ? h : 1;
 }
 
 // Draws a progress bar on stderr; on a pipe or file, a line per tenth.
@@ -122,6 +147,8 @@ int run_master(troupe::node& n, const config& cfg) {
   opts.store = cfg.store;
   opts.lease = cfg.lease;
   opts.max_attempts = cfg.max_attempts;
+  opts.retry_backoff = cfg.retry_backoff;
+  opts.retry_backoff_max = cfg.retry_backoff_max;
   auto q = queue::create(n, opts);
   if (!q) {
     std::cerr << prog << ": " << troupe::error_text(q.error()) << std::endl;
@@ -140,33 +167,60 @@ int run_master(troupe::node& n, const config& cfg) {
                  "unencrypted and anyone who reaches {}:{} can join",
                  cfg.bind, *port);
   auto start = std::chrono::steady_clock::now();
-  uint64_t expected = 0;
   auto& resumed = q->resumed();
-  if (resumed.tasks > 0) {
-    expected = resumed.tasks - resumed.consumed;
+  if (resumed.tasks > 0)
     std::cout << "Resuming " << resumed.tasks << " tasks from " << cfg.store
               << ": " << resumed.consumed << " results taken, "
               << resumed.pending << " tasks pending." << std::endl;
-  } else {
-    auto numbers = task_numbers(cfg.tasks, cfg.seed);
+  // Each task's key is its index: a restart with the same arguments (so the
+  // same numbers) puts only what the killed master had not put.
+  uint64_t added = 0;
+  if (!resumed.closed) {
+    auto numbers = task_numbers(cfg.tasks, task_seed(cfg));
     // Put in batches: one request (and one commit with --store) each.
     constexpr size_t batch = 1000;
     for (size_t i = 0; i < numbers.size(); i += batch) {
-      std::vector<int64_t> xs(numbers.begin() + i,
-                              numbers.begin()
-                                + std::min(numbers.size(), i + batch));
-      if (!cfg.quiet)
-        for (auto x : xs)
-          std::cout << "Put task " << x << "...\n";
-      if (auto ids = q->put_all(xs); !ids) {
-        std::cerr << prog << ": " << troupe::error_text(ids.error())
-                  << std::endl;
+      auto end = std::min(numbers.size(), i + batch);
+      std::vector<int64_t> xs(numbers.begin() + i, numbers.begin() + end);
+      std::vector<bool> fresh(xs.size(), true);
+      caf::error err;
+      if (cfg.store.empty()) {
+        // Nothing to resume: no keys, which would only cost memory.
+        if (auto ids = q->put_all(xs); !ids)
+          err = std::move(ids.error());
+      } else {
+        std::vector<std::string> keys;
+        keys.reserve(xs.size());
+        for (auto k = i; k < end; ++k)
+          keys.push_back(std::to_string(k));
+        if (auto receipts = q->put_all(xs, std::move(keys)); !receipts)
+          err = std::move(receipts.error());
+        else
+          for (size_t k = 0; k < xs.size(); ++k)
+            fresh[k] = (*receipts)[k].added;
+      }
+      if (err) {
+        std::cerr << prog << ": " << troupe::error_text(err) << std::endl;
         n.stop();
         return 1;
       }
+      for (size_t k = 0; k < xs.size(); ++k) {
+        if (!fresh[k])
+          continue;
+        ++added;
+        if (!cfg.quiet)
+          std::cout << "Put task " << xs[k] << "...\n";
+      }
+      // With a store, a batch counts as put once its lines are out.
+      if (!cfg.store.empty())
+        std::cout.flush();
     }
-    expected = numbers.size();
+    if (resumed.tasks > 0 && added > 0)
+      std::cout << "Put " << added
+                << " tasks that the earlier master had not put." << std::endl;
   }
+  // Results still to come: of every task stored, those not taken before.
+  uint64_t expected = resumed.tasks + added - resumed.consumed;
   if (!cfg.quiet)
     std::cout << "Try get results..." << std::endl;
   uint64_t got = 0;

@@ -93,6 +93,27 @@ std::string temp_dir() {
   return tmpl;
 }
 
+// Removes the store at `path` (with its WAL, shared memory and lock files)
+// and its directory `dir`.
+void remove_store(const std::string& path, const std::string& dir) {
+  for (auto suffix : {"", "-wal", "-shm", ".lock"})
+    std::remove((path + suffix).c_str());
+  ::rmdir(dir.c_str());
+}
+
+// Waits (bounded by `patience`) until `pred(q.stats())` holds; returns
+// whether it did.
+template <class Pred>
+bool stats_reach(queue& q, Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + patience;
+  while (!pred(q.stats()))
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    else
+      std::this_thread::yield();
+  return true;
+}
+
 } // namespace
 
 TEST_CASE("every task yields exactly one result - in memory", "[task_queue]") {
@@ -131,6 +152,7 @@ TEST_CASE(
   fixture f;
   queue_options opts;
   opts.max_attempts = 3;
+  opts.retry_backoff = 10ms;
   auto q = make_queue(f.node, opts);
   std::atomic<int> calls_of_13{0};
   spawn_local_worker<int64_t, int64_t>(
@@ -389,11 +411,161 @@ TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
     REQUIRE_FALSE(q);
     CHECK(q.error() == errc::store_failed);
   }
-  std::remove(path.c_str());
-  std::remove((path + "-wal").c_str());
-  std::remove((path + "-shm").c_str());
-  std::remove((path + ".lock").c_str());
-  ::rmdir(dir.c_str());
+  remove_store(path, dir);
+}
+
+TEST_CASE("a keyed put stores each key once - in memory", "[task_queue]") {
+  fixture f;
+  auto q = make_queue(f.node);
+  auto first = q.put_all({10, 20, 10}, {"a", "b", "a"});
+  REQUIRE(first);
+  REQUIRE(first->size() == 3);
+  auto& xs = *first;
+  CHECK(xs[0].added);
+  CHECK(xs[1].added);
+  CHECK_FALSE(xs[2].added);
+  CHECK(xs[2].id == xs[0].id);
+  auto again = q.put(30, "b");
+  REQUIRE(again);
+  CHECK_FALSE(again->added);
+  CHECK(again->id == xs[1].id);
+  auto fresh = q.put(40, "c");
+  REQUIRE(fresh);
+  CHECK(fresh->added);
+  CHECK(fresh->id == xs[1].id + 1); // a refused key uses up no id
+  CHECK(q.stats().put == 3);
+  auto empty = q.put(50, "");
+  REQUIRE_FALSE(empty);
+  CHECK(empty.error() == troupe::errc::invalid_option_value);
+  auto mismatch = q.put_all({1, 2}, {"x"});
+  REQUIRE_FALSE(mismatch);
+  CHECK(mismatch.error() == troupe::errc::invalid_option_value);
+  spawn_local_worker<int64_t, int64_t>(f.node, q,
+                                       [](int64_t x) { return x + 1; });
+  std::map<uint64_t, int64_t> by_id;
+  for (auto& r : take(q, 3))
+    by_id.emplace(r.id, *r.value);
+  CHECK(by_id
+        == std::map<uint64_t, int64_t>{
+          {xs[0].id, 11}, {xs[1].id, 21}, {fresh->id, 41}});
+  CHECK_FALSE(q.get(50ms));
+}
+
+TEST_CASE("a keyed put stores each key once - across restarts of a durable "
+          "queue",
+          "[task_queue]") {
+  auto dir = temp_dir();
+  auto path = dir + "/queue.db";
+  queue_options opts;
+  opts.store = path;
+  {
+    fixture f;
+    auto q = make_queue(f.node, opts);
+    auto put = q.put_all({1, 2}, {"one", "two"});
+    REQUIRE(put);
+    CHECK((*put)[0].added);
+    CHECK((*put)[1].added);
+  }
+  {
+    // As a master restarted with the same arguments: it puts everything
+    // again, and only the missing task is added.
+    fixture f;
+    auto q = make_queue(f.node, opts);
+    CHECK(q.resumed().tasks == 2);
+    auto put = q.put_all({100, 200, 3}, {"one", "two", "three"});
+    REQUIRE(put);
+    CHECK_FALSE((*put)[0].added);
+    CHECK_FALSE((*put)[1].added);
+    CHECK((*put)[2].added);
+    CHECK((*put)[2].id == 3);
+    spawn_local_worker<int64_t, int64_t>(f.node, q,
+                                         [](int64_t x) { return x * 10; });
+    std::set<int64_t> values;
+    for (auto& r : take(q, 3))
+      values.insert(*r.value);
+    // The stored tasks kept their first payloads.
+    CHECK(values == std::set<int64_t>{10, 20, 30});
+    REQUIRE_FALSE(q.close());
+  }
+  {
+    // A key is remembered after its task's result was taken, too.
+    fixture f;
+    auto q = make_queue(f.node, opts);
+    CHECK(q.resumed().consumed == 3);
+    auto again = q.put(1, "one");
+    REQUIRE_FALSE(again); // closed
+    CHECK(again.error() == troupe::errc::closed);
+  }
+  remove_store(path, dir);
+}
+
+TEST_CASE("a failed task waits out a retry backoff that grows - then it is "
+          "dead-lettered",
+          "[task_queue]") {
+  fixture f;
+  queue_options opts;
+  opts.max_attempts = 3;
+  opts.retry_backoff = 100ms;
+  opts.retry_backoff_max = 1h;
+  auto q = make_queue(f.node, opts);
+  std::mutex mtx;
+  std::vector<std::chrono::steady_clock::time_point> calls;
+  spawn_local_worker<int64_t, int64_t>(f.node, q, [&](int64_t) -> int64_t {
+    std::unique_lock<std::mutex> guard{mtx};
+    calls.push_back(std::chrono::steady_clock::now());
+    throw std::runtime_error("always fails");
+  });
+  REQUIRE(q.put(1));
+  auto r = q.get(patience);
+  REQUIRE(r);
+  REQUIRE_FALSE(r->value);
+  CHECK(r->attempts == 3);
+  std::unique_lock<std::mutex> guard{mtx};
+  REQUIRE(calls.size() == 3);
+  // Jitter draws each wait from the upper half of 100 ms, then 200 ms: lower
+  // bounds only, which a slow machine cannot break.
+  CHECK(calls[1] - calls[0] >= 50ms);
+  CHECK(calls[2] - calls[1] >= 100ms);
+}
+
+TEST_CASE("a task in its retry backoff counts as retrying - a late answer of "
+          "its expired lease completes it",
+          "[task_queue]") {
+  fixture f;
+  queue_options opts;
+  opts.lease = 200ms;
+  opts.retry_backoff = 1h; // the retry never comes within the test
+  auto q = make_queue(f.node, opts);
+  gate stuck;
+  // The first worker holds its task past the lease, until the gate opens.
+  spawn_local_worker<int64_t, int64_t>(
+    f.node, q,
+    [&](int64_t x) {
+      stuck.pass();
+      return x * 10;
+    },
+    1);
+  REQUIRE(q.put(7));
+  REQUIRE(stuck.wait_for_waiting(1));
+  // The second gets the task after the lease expired, and fails it.
+  spawn_local_worker<int64_t, int64_t>(
+    f.node, q,
+    [](int64_t) -> int64_t { throw std::runtime_error("second fails"); }, 1);
+  REQUIRE(
+    stats_reach(q, [](const queue_stats& st) { return st.retrying == 1; }));
+  auto st = q.stats();
+  CHECK(st.delivered == 2);
+  CHECK(st.pending == 0);
+  CHECK(st.leased == 0);
+  stuck.open();
+  auto r = q.get(patience);
+  REQUIRE(r);
+  REQUIRE(r->value);
+  CHECK(*r->value == 70);
+  st = q.stats();
+  CHECK(st.retrying == 0);
+  CHECK(st.results == 1);
+  CHECK(st.delivered == 2);
 }
 
 TEST_CASE("every queue error code has a name", "[queue][errc]") {

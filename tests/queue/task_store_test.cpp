@@ -318,6 +318,48 @@ TEST_CASE_METHOD(store_fixture,
   CHECK(contents.pending.back().payload == "again");
 }
 
+TEST_CASE_METHOD(store_fixture,
+                 "a task key is stored once - within a batch and after a "
+                 "reopen",
+                 "[queue][task_store]") {
+  {
+    auto store = open();
+    CHECK(store->add_task(1, "one", "k1") == 1);
+    CHECK(store->add_task(2, "unkeyed") == 2);
+    CHECK(store->add_task(3, "other", "k1") == 1); // same batch
+    CHECK(store->add_task(3, "three", "k3") == 3);
+    commit(*store);
+  }
+  auto store = open();
+  CHECK(contents.tasks == 3);
+  CHECK(store->add_task(4, "again", "k3") == 3);
+  CHECK(store->add_task(4, "four", "k4") == 4);
+  CHECK(store->add_task(5, "unkeyed too") == 5);
+  commit(*store);
+  store.reset();
+  open();
+  CHECK(contents.tasks == 5);
+  REQUIRE(contents.pending.size() == 5);
+  CHECK(contents.pending[0].payload == "one");
+  CHECK(contents.pending[2].payload == "three");
+}
+
+TEST_CASE_METHOD(store_fixture,
+                 "a store made before task keys gets their column on open",
+                 "[queue][task_store]") {
+  open();
+  REQUIRE(sql(path, "DROP INDEX tasks_key;"
+                    "ALTER TABLE tasks DROP COLUMN key;"
+                    "INSERT INTO tasks(id, payload) VALUES(1, 'old')")
+            .empty());
+  auto store = open();
+  REQUIRE(contents.pending.size() == 1);
+  CHECK(contents.pending[0].payload == "old");
+  CHECK(store->add_task(2, "new", "k") == 2);
+  CHECK(store->add_task(3, "dup", "k") == 2);
+  commit(*store);
+}
+
 TEST_CASE_METHOD(store_fixture, "destroying a store rolls back its batch",
                  "[queue][task_store]") {
   {

@@ -160,13 +160,17 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
             // answer will be a duplicate.
             if (auto o = s.workers.find(entry.worker); o != s.workers.end())
               o->second.leased.erase(r.id);
+          } else if (entry.retrying) {
+            // The task waits out its backoff: its timer finds it gone.
+            entry.retrying = false;
+            --s.retrying;
           } else if (entry.worker == 0) {
             // The task was waiting for redelivery: take it out of `ready`.
             s.ready.erase(std::find(s.ready.begin(), s.ready.end(), r.id));
           }
           complete(self, r.id, entry, true, std::move(r.payload), {});
         } else if (current) {
-          lease_failed(self, r.id, entry, std::move(r.error));
+          lease_failed(self, r.id, entry, std::move(r.error), true);
         } else {
           entry.last_error = std::move(r.error);
         }
@@ -193,6 +197,41 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
       if (auto err = settle(self))
         return err;
       return ids;
+    },
+    [=](
+      caf::put_atom, std::vector<std::vector<char>>& payloads,
+      std::vector<std::string>& keys) -> caf::result<std::vector<put_receipt>> {
+      auto& s = self->state;
+      if (s.closed)
+        return caf::make_error(troupe::errc::closed,
+                               "queue '" + s.opts.name + "' is closed");
+      std::vector<put_receipt> receipts;
+      receipts.reserve(payloads.size());
+      uint64_t added = 0;
+      for (size_t i = 0; i < payloads.size() && i < keys.size(); ++i) {
+        auto id = s.last_id + 1;
+        if (s.store) {
+          id = s.store->add_task(
+            id, std::string{payloads[i].begin(), payloads[i].end()}, keys[i]);
+          if (id == 0)
+            break; // the commit below reports why
+        } else if (auto [k, fresh] = s.keys.emplace(keys[i], id); !fresh) {
+          id = k->second;
+        }
+        if (id <= s.last_id) {
+          receipts.push_back(put_receipt{id, false});
+          continue;
+        }
+        s.last_id = id;
+        s.tasks[id].payload = std::move(payloads[i]);
+        s.ready.push_back(id);
+        receipts.push_back(put_receipt{id, true});
+        ++added;
+      }
+      s.stats.put += added;
+      if (auto err = settle(self))
+        return err;
+      return receipts;
     },
     [=](caf::get_atom, uint64_t max, caf::timespan wait,
         const std::vector<uint64_t>& acks)
@@ -244,6 +283,9 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
       return rp;
     },
     [=](close_timeout_atom) { finish_close(self); },
+    [=](retry_atom, uint64_t id, uint32_t attempt) {
+      retry(self, id, attempt);
+    },
     [=](tick_atom) {
       expire_leases(self);
       self->delayed_send(self, tick, tick_atom::value);
@@ -252,11 +294,12 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
       auto& s = self->state;
       auto result = s.stats;
       result.pending = s.ready.size();
-      result.leased = s.tasks.size() - s.ready.size();
+      result.retrying = s.retrying;
+      result.leased = s.tasks.size() - s.ready.size() - s.retrying;
       result.workers = static_cast<uint32_t>(s.workers.size());
       return caf::make_message(result.put, result.delivered, result.redelivered,
                                result.results, result.dead, result.duplicates,
-                               result.pending, result.leased,
+                               result.pending, result.leased, result.retrying,
                                static_cast<uint64_t>(result.workers),
                                static_cast<uint64_t>(result.workers_seen));
     },

@@ -32,7 +32,7 @@ using dead_atom = caf::atom_constant<caf::atom("tqdead")>;
 /// itself is no registered message type).
 using stats_reply
   = std::tuple<uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t,
-               uint64_t, uint64_t, uint64_t, uint64_t>;
+               uint64_t, uint64_t, uint64_t, uint64_t, uint64_t>;
 
 /// Returns the behavior of a queue actor serving `opts.name`; spawn it with
 /// `host.spawn(queue_actor, ...)`. With a store, `contents` is what the store
@@ -42,6 +42,10 @@ using stats_reply
 /// - `(caf::put_atom, std::vector<std::vector<char>> payloads)
 ///   -> std::vector<uint64_t>`: adds the tasks; replies with their ids once
 ///   they are committed; `troupe::errc::closed` after `close`.
+/// - `(caf::put_atom, std::vector<std::vector<char>> payloads,
+///   std::vector<std::string> keys) -> std::vector<put_receipt>`: as above,
+///   but adds only the tasks whose key no task had (by the store, or by the
+///   actor's own map without one).
 /// - `(caf::get_atom, uint64_t max, caf::timespan wait,
 ///   std::vector<uint64_t> acks) -> std::vector<raw_result>`: acknowledges
 ///   `acks`, then replies with 1 to `max` results as soon as there are any;

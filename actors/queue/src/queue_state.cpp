@@ -120,8 +120,27 @@ void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
   st.tasks.erase(id);
 }
 
+namespace {
+
+// Returns the retry backoff after the `attempts`th delivery failed: the
+// base doubled per earlier failure, capped, then drawn from its upper half.
+caf::timespan retry_delay(queue_state& st, uint32_t attempts) {
+  auto base = st.opts.retry_backoff;
+  if (base <= caf::timespan::zero())
+    return caf::timespan::zero();
+  auto cap = std::max(base, st.opts.retry_backoff_max);
+  auto delay = base;
+  for (uint32_t i = 1; i < attempts && delay < cap; ++i)
+    delay *= 2;
+  delay = std::min(delay, cap);
+  std::uniform_int_distribution<caf::timespan::rep> half{0, delay.count() / 2};
+  return delay - caf::timespan{half(st.rng)};
+}
+
+} // namespace
+
 void lease_failed(queue_ptr self, uint64_t id, task_entry& entry,
-                  std::string why) {
+                  std::string why, bool failed) {
   auto& st = self->state;
   entry.worker = 0;
   entry.last_error = std::move(why);
@@ -131,7 +150,27 @@ void lease_failed(queue_ptr self, uint64_t id, task_entry& entry,
   }
   if (st.store)
     st.store->set_attempts(id, entry.attempts);
+  if (auto delay
+      = failed ? retry_delay(st, entry.attempts) : caf::timespan::zero();
+      delay > caf::timespan::zero()) {
+    entry.retrying = true;
+    ++st.retrying;
+    self->delayed_send(self, delay, retry_atom::value, id, entry.attempts);
+    return;
+  }
   st.ready.push_front(id);
+}
+
+void retry(queue_ptr self, uint64_t id, uint32_t attempt) {
+  auto& st = self->state;
+  auto i = st.tasks.find(id);
+  if (i == st.tasks.end() || !i->second.retrying
+      || i->second.attempts != attempt)
+    return; // answered late by the worker whose lease failed
+  i->second.retrying = false;
+  --st.retrying;
+  st.ready.push_front(id);
+  dispatch(self);
 }
 
 void dispatch(queue_ptr self) {

@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -44,6 +45,9 @@ using get_timeout_atom = caf::atom_constant<caf::atom("tqgettmo")>;
 /// Answers the `close` waiters whose workers did not all acknowledge.
 using close_timeout_atom = caf::atom_constant<caf::atom("tqclosetmo")>;
 
+/// Ends the retry backoff of a task that failed (its id and attempts).
+using retry_atom = caf::atom_constant<caf::atom("tqretry")>;
+
 // -- the state ----------------------------------------------------------------
 
 using clock = std::chrono::steady_clock;
@@ -58,6 +62,9 @@ struct task_entry {
   uint32_t attempts = 0;
   /// The worker holding the current lease, 0 if none.
   uint64_t worker = 0;
+  /// Whether the task failed and waits out its retry backoff (then it is
+  /// neither leased nor ready).
+  bool retrying = false;
   std::string last_error;
 };
 
@@ -99,8 +106,9 @@ struct getter {
 /// Invariants:
 /// (1) A task is in `tasks` until it has its result; its id is then at most
 ///     `last_id` and absent from `tasks`, which is how duplicates are found.
-/// (2) An id is in `ready` iff its entry has `worker == 0`; otherwise it is
-///     in the `leased` set of exactly that worker.
+/// (2) An id is in `ready` iff its entry has `worker == 0` and is not
+///     `retrying`; with `worker != 0` it is in the `leased` set of exactly
+///     that worker; `retrying` counts the entries that are.
 /// (3) Results wait in `results` only while no getter waits (and vice versa).
 struct queue_state {
   queue_options opts;
@@ -111,6 +119,9 @@ struct queue_state {
   std::shared_ptr<task_store> store;
 
   std::unordered_map<uint64_t, task_entry> tasks;
+  /// The ids of keyed tasks by key, without a store (the store keeps them
+  /// otherwise).
+  std::unordered_map<std::string, uint64_t> keys;
   std::deque<uint64_t> ready;
   std::map<uint64_t, worker_entry> workers;
   std::unordered_map<caf::actor_addr, uint64_t> worker_ids;
@@ -119,6 +130,9 @@ struct queue_state {
   std::deque<raw_result> results;
   std::deque<getter> getters;
   std::vector<dead_letter> dead;
+  uint64_t retrying = 0;
+  /// Draws the jitter of retry backoffs.
+  std::minstd_rand rng{std::random_device{}()};
   uint64_t last_id = 0;
   uint64_t next_token = 0;
   bool closed = false;
@@ -160,10 +174,14 @@ void answer_getters(queue_ptr self);
 void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
               std::vector<char> payload, std::string error);
 
-/// Ends the current lease of `id` without a result: back to the queue, or to
-/// the dead-letter list after `max_attempts`.
+/// Ends the current lease of `id` without a result: back to the queue (after
+/// the retry backoff if the task `failed`, at once if the lease was lost),
+/// or to the dead-letter list after `max_attempts`.
 void lease_failed(queue_ptr self, uint64_t id, task_entry& entry,
-                  std::string why);
+                  std::string why, bool failed = false);
+
+/// Ends the retry backoff of task `id` (if it still waits for `attempt`).
+void retry(queue_ptr self, uint64_t id, uint32_t attempt);
 
 /// Leases ready tasks to the workers with room in their windows.
 void dispatch(queue_ptr self);

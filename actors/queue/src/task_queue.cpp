@@ -40,7 +40,7 @@ queue_core::create(node& host, queue_options opts, std::string task_type,
     if (!opened)
       return std::move(opened.error());
     store = std::move(*opened);
-    resumed.tasks = contents->last_id;
+    resumed.tasks = contents->tasks;
     resumed.consumed = contents->consumed;
     resumed.pending = contents->pending.size();
     resumed.closed = contents->closed;
@@ -58,6 +58,18 @@ queue_core::put(std::vector<std::vector<char>> payloads) {
   return blocking_request<std::vector<uint64_t>>(
     host_.system(), actor_, std::chrono::seconds{30}, caf::put_atom::value,
     std::move(payloads));
+}
+
+caf::expected<std::vector<put_receipt>>
+queue_core::put(std::vector<std::vector<char>> payloads,
+                std::vector<std::string> keys) {
+  for (auto& key : keys)
+    if (key.empty())
+      return caf::make_error(troupe::errc::invalid_option_value,
+                             "put: a task key must not be empty");
+  return blocking_request<std::vector<put_receipt>>(
+    host_.system(), actor_, std::chrono::seconds{30}, caf::put_atom::value,
+    std::move(payloads), std::move(keys));
 }
 
 caf::expected<std::vector<raw_result>>
@@ -86,7 +98,7 @@ queue_stats queue_core::stats() {
   if (!reply)
     return result;
   auto [put, delivered, redelivered, results, dead, duplicates, pending, leased,
-        workers, workers_seen]
+        retrying, workers, workers_seen]
     = *reply;
   result.put = put;
   result.delivered = delivered;
@@ -96,6 +108,7 @@ queue_stats queue_core::stats() {
   result.duplicates = duplicates;
   result.pending = pending;
   result.leased = leased;
+  result.retrying = retrying;
   result.workers = static_cast<uint32_t>(workers);
   result.workers_seen = static_cast<uint32_t>(workers_seen);
   return result;

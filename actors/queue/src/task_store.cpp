@@ -17,7 +17,7 @@
 //
 //   meta(key TEXT PRIMARY KEY, value)    format, version, queue, task_type,
 //                                        result_type, closed
-//   tasks(id INTEGER PRIMARY KEY, payload BLOB, attempts INTEGER)
+//   tasks(id INTEGER PRIMARY KEY, payload BLOB, attempts INTEGER, key TEXT)
 //   results(id INTEGER PRIMARY KEY, ok INTEGER, payload BLOB, error TEXT,
 //           attempts INTEGER, consumed INTEGER)
 //
@@ -25,7 +25,9 @@
 // and a task is pending exactly when `results` has no row with its id. The
 // ids are the rowids of both tables: every hot write is one B-tree insert or
 // update at a known key, with no secondary index to maintain except the
-// partial index of dead letters, which ok results skip.
+// partial indices of dead letters, which ok results skip, and of task keys,
+// which tasks put without a key skip. (`key` came after version 1's first
+// release: `open` adds it to a store that lacks it.)
 //
 // Failure model: a write that fails (constraint, I/O, lock timeout) poisons
 // the batch. Later writes are dropped, and `commit` rolls back everything
@@ -50,7 +52,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY NOT NULL, value NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks(
   id INTEGER PRIMARY KEY,
   payload BLOB NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0);
+  attempts INTEGER NOT NULL DEFAULT 0,
+  key TEXT);
 CREATE TABLE IF NOT EXISTS results(
   id INTEGER PRIMARY KEY,
   ok INTEGER NOT NULL,
@@ -61,12 +64,19 @@ CREATE TABLE IF NOT EXISTS results(
 CREATE INDEX IF NOT EXISTS results_dead ON results(id) WHERE ok = 0;
 )sql";
 
+/// Makes task keys unique; run after the table has its `key` column.
+constexpr const char* key_index_sql
+  = "CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key)"
+    " WHERE key IS NOT NULL";
+
 // Indices into `task_store::statements_`, in the order of `statement_sql`.
 enum statement_index : size_t {
   begin_stmt,
   commit_stmt,
   rollback_stmt,
   add_task_stmt,
+  add_keyed_task_stmt,
+  find_key_stmt,
   set_attempts_stmt,
   add_result_stmt,
   mark_consumed_stmt,
@@ -80,6 +90,8 @@ constexpr const char* statement_sql[statement_count] = {
   "COMMIT",
   "ROLLBACK",
   "INSERT INTO tasks(id, payload, attempts) VALUES(?1, ?2, 0)",
+  "INSERT INTO tasks(id, payload, attempts, key) VALUES(?1, ?2, 0, ?3)",
+  "SELECT id FROM tasks WHERE key = ?1",
   "UPDATE tasks SET attempts = ?2 WHERE id = ?1",
   "INSERT INTO results(id, ok, payload, error, attempts, consumed)"
   " VALUES(?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT(id) DO NOTHING",
@@ -315,6 +327,23 @@ template <class F>
   return err;
 }
 
+/// Gives a store created before task keys existed their column and index.
+[[nodiscard]] caf::error add_keys(sqlite3* db, const std::string& path) {
+  auto prefix = "cannot upgrade store " + path + ": ";
+  uint64_t columns = 0;
+  if (auto err = query(db,
+                       "SELECT count(*) FROM pragma_table_info('tasks')"
+                       " WHERE name = 'key'",
+                       prefix, [&](sqlite3_stmt* stmt) {
+                         columns = from_sql(sqlite3_column_int64(stmt, 0));
+                       }))
+    return err;
+  if (columns == 0)
+    if (auto err = exec(db, "ALTER TABLE tasks ADD COLUMN key TEXT", prefix))
+      return err;
+  return exec(db, key_index_sql, prefix);
+}
+
 /// Reads everything `open` reports, in one read transaction so that all of it
 /// comes from the same snapshot.
 [[nodiscard]] caf::error read_contents(sqlite3* db, const std::string& path,
@@ -470,6 +499,8 @@ task_store::open(const std::string& path, const store_meta& meta,
     if (auto err = check_meta(db, path, meta))
       return err;
   }
+  if (auto err = add_keys(db, path))
+    return err;
   store->statements_.reserve(statement_count);
   for (auto* sql : statement_sql) {
     sqlite3_stmt* stmt = nullptr;
@@ -510,13 +541,35 @@ bool task_store::run(sqlite3_stmt* stmt, const char* what, uint64_t id) {
   return false;
 }
 
-void task_store::add_task(uint64_t id, const std::string& payload) {
+uint64_t task_store::add_task(uint64_t id, const std::string& payload,
+                              const std::string& key) {
   if (!begin())
-    return;
-  auto* stmt = statements_[add_task_stmt];
+    return 0;
+  if (!key.empty()) {
+    // One writer (the owner), so nothing can come between this look-up and
+    // the insert.
+    auto* find = statements_[find_key_stmt];
+    sqlite3_bind_text64(find, 1, key.data(), key.size(), SQLITE_STATIC,
+                        SQLITE_UTF8);
+    auto rc = sqlite3_step(find);
+    uint64_t found
+      = rc == SQLITE_ROW ? from_sql(sqlite3_column_int64(find, 0)) : 0;
+    sqlite3_reset(find);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      failure_ = "store " + path_
+                 + ": cannot look up task key: " + sqlite3_errmsg(db_);
+      return 0;
+    }
+    if (found != 0)
+      return found;
+  }
+  auto* stmt = statements_[key.empty() ? add_task_stmt : add_keyed_task_stmt];
   sqlite3_bind_int64(stmt, 1, to_sql(id));
   bind_blob(stmt, 2, payload);
-  run(stmt, "add task", id);
+  if (!key.empty())
+    sqlite3_bind_text64(stmt, 3, key.data(), key.size(), SQLITE_STATIC,
+                        SQLITE_UTF8);
+  return run(stmt, "add task", id) ? id : 0;
 }
 
 void task_store::set_attempts(uint64_t id, uint32_t attempts) {

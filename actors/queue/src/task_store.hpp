@@ -87,8 +87,13 @@ public:
   open(const std::string& path, const store_meta& meta,
        store_contents& contents);
 
-  /// Stores a new task with a caller-chosen id (ids increase).
-  void add_task(uint64_t id, const std::string& payload);
+  /// Stores a new task with a caller-chosen id (ids increase) and returns
+  /// `id`. With a `key` (not empty) that a stored task already has, stores
+  /// nothing and returns that task's id instead: a key is the application's
+  /// own id of a task, stored once. Returns 0 if a write failed (`commit`
+  /// reports it).
+  uint64_t add_task(uint64_t id, const std::string& payload,
+                    const std::string& key = {});
 
   /// Records that task `id` has been delivered `attempts` times (called when
   /// a lease ends without a result, not on every delivery).

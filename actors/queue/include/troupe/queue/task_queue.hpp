@@ -37,6 +37,16 @@ struct queue_options {
   caf::timespan lease = std::chrono::seconds{30};
   /// Deliveries of one task before it goes to the dead-letter list.
   uint32_t max_attempts = 3;
+  /// How long a task that failed (its function threw or returned an error)
+  /// waits before it is offered again: `retry_backoff` after the first
+  /// failure, doubling with each further one up to `retry_backoff_max`, each
+  /// wait drawn at random between half and all of that (jitter), so that
+  /// tasks that failed together do not all come back at once. Zero: retry at
+  /// once. A lease that expires or a worker that is lost does not count as
+  /// the task failing: its tasks go to other workers at once. A restarted
+  /// durable queue offers waiting tasks at once.
+  caf::timespan retry_backoff = std::chrono::seconds{1};
+  caf::timespan retry_backoff_max = std::chrono::seconds{60};
 };
 
 /// What a queue has done so far (`task_queue::stats`).
@@ -51,9 +61,11 @@ struct queue_stats {
   uint64_t dead = 0;
   /// Results dropped because the task already had one.
   uint64_t duplicates = 0;
-  /// Tasks waiting for a worker, and tasks out on lease.
+  /// Tasks waiting for a worker, tasks out on lease, and tasks that failed
+  /// and wait out their retry backoff.
   uint64_t pending = 0;
   uint64_t leased = 0;
+  uint64_t retrying = 0;
   /// Workers connected now, and ever.
   uint32_t workers = 0;
   uint32_t workers_seen = 0;
@@ -69,6 +81,18 @@ struct queue_resume {
   /// Whether the queue had been closed.
   bool closed = false;
 };
+
+/// What a keyed `put` did: the task's id, and whether this put added it
+/// (false: a task with that key was already stored, under this id).
+struct put_receipt {
+  uint64_t id = 0;
+  bool added = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, put_receipt& x) {
+  return f(caf::meta::type_name("troupe.put_receipt"), x.id, x.added);
+}
 
 /// A task that went to the dead-letter list.
 struct dead_letter {
@@ -104,6 +128,11 @@ public:
 
   [[nodiscard]] caf::expected<std::vector<uint64_t>>
   put(std::vector<std::vector<char>> payloads);
+
+  /// Puts the tasks whose key is not stored yet (`keys[i]` for
+  /// `payloads[i]`, none empty).
+  [[nodiscard]] caf::expected<std::vector<put_receipt>>
+  put(std::vector<std::vector<char>> payloads, std::vector<std::string> keys);
 
   /// Acknowledges `acks` (see `task_queue::task_done`), then waits up to
   /// `timeout` for at least one result; returns up to `max`.
@@ -171,8 +200,13 @@ struct task_result {
 /// the dead-letter list. With `queue_options::store` the queue lives in
 /// SQLite and a restarted master resumes it: `put` returns only once the
 /// tasks are committed, a result is committed before `get` returns it, and
-/// results not acknowledged with `task_done` are returned again after a
-/// restart (at least once to the application, exactly once in the store).
+/// results whose acknowledgement (`task_done`) was not committed are
+/// returned again after a restart (at least once to the application,
+/// exactly once in the store). Acknowledgements are committed with the next
+/// `get` that fetches from the queue (it fetches up to 1024 results at a
+/// time) or with `close`: a master killed without warning gets back at most
+/// the 1024 results it took last. Keyed puts (`put(task, key)`) make putting
+/// idempotent, so a restarted program can put all its tasks again.
 ///
 /// Thread-safe: all member functions may be called from any thread. The
 /// queue actor lives as long as the node (until `node::stop`).
@@ -203,11 +237,34 @@ public:
   /// their ids in order.
   [[nodiscard]] caf::expected<std::vector<uint64_t>>
   put_all(const std::vector<Task>& xs) {
-    std::vector<std::vector<char>> payloads;
-    payloads.reserve(xs.size());
-    for (auto& x : xs)
-      payloads.emplace_back(troupe::to_bytes(x));
-    return core_->put(std::move(payloads));
+    return core_->put(encode(xs));
+  }
+
+  /// Adds a task under `key`, the application's own id of it (as Celery's
+  /// task_id or a NATS Msg-Id), unless a task with that key was put before:
+  /// then it stores nothing and returns that task's id with `added` false.
+  /// A key is remembered for the life of the queue (with a store: for good,
+  /// across restarts), so a program that puts its tasks again after a crash
+  /// adds only the ones that were missing, and each task yields one result.
+  /// Fails with `troupe::errc::invalid_option_value` for an empty key.
+  [[nodiscard]] caf::expected<put_receipt> put(const Task& task,
+                                               std::string key) {
+    auto rs = put_all({task}, {std::move(key)});
+    if (!rs)
+      return std::move(rs.error());
+    return rs->front();
+  }
+
+  /// Keyed `put` of several tasks in one step (one commit in durable mode):
+  /// `keys[i]` is the key of `xs[i]`; a key given twice adds one task.
+  [[nodiscard]] caf::expected<std::vector<put_receipt>>
+  put_all(const std::vector<Task>& xs, std::vector<std::string> keys) {
+    if (keys.size() != xs.size())
+      return caf::make_error(troupe::errc::invalid_option_value,
+                             "put_all: " + std::to_string(xs.size())
+                               + " tasks but " + std::to_string(keys.size())
+                               + " keys");
+    return core_->put(encode(xs), std::move(keys));
   }
 
   /// Returns the next result, waiting up to `timeout`; `troupe::errc::timeout`
@@ -221,7 +278,7 @@ public:
       r.pos = 0;
       auto acks = std::move(r.acks);
       r.acks.clear();
-      auto got = core_->get(1024, timeout, acks);
+      auto got = core_->get(fetch_batch, timeout, acks);
       if (!got) {
         // Keep the acknowledgements for the next call.
         r.acks.insert(r.acks.end(), acks.begin(), acks.end());
@@ -281,6 +338,10 @@ public:
     return core_->actor();
   }
 
+  /// How many results `get` fetches from the queue actor at a time, and so
+  /// the most acknowledgements that wait to be committed.
+  static constexpr size_t fetch_batch = 1024;
+
 private:
   explicit task_queue(std::shared_ptr<detail::queue_core> core)
       : core_(std::move(core)), reader_(std::make_shared<reader>()) {}
@@ -292,6 +353,14 @@ private:
     size_t pos = 0;
     std::vector<uint64_t> acks;
   };
+
+  static std::vector<std::vector<char>> encode(const std::vector<Task>& xs) {
+    std::vector<std::vector<char>> payloads;
+    payloads.reserve(xs.size());
+    for (auto& x : xs)
+      payloads.emplace_back(troupe::to_bytes(x));
+    return payloads;
+  }
 
   static task_result<Result> decode(detail::raw_result& x) {
     task_result<Result> result;
