@@ -90,7 +90,8 @@ constexpr const char* statement_sql[statement_count] = {
   "COMMIT",
   "ROLLBACK",
   "INSERT INTO tasks(id, payload, attempts) VALUES(?1, ?2, 0)",
-  "INSERT INTO tasks(id, payload, attempts, key) VALUES(?1, ?2, 0, ?3)",
+  "INSERT INTO tasks(id, payload, attempts, key) VALUES(?1, ?2, 0, ?3)"
+  " ON CONFLICT(key) WHERE key IS NOT NULL DO NOTHING",
   "SELECT id FROM tasks WHERE key = ?1",
   "UPDATE tasks SET attempts = ?2 WHERE id = ?1",
   "INSERT INTO results(id, ok, payload, error, attempts, consumed)"
@@ -545,31 +546,31 @@ uint64_t task_store::add_task(uint64_t id, const std::string& payload,
                               const std::string& key) {
   if (!begin())
     return 0;
-  if (!key.empty()) {
-    // One writer (the owner), so nothing can come between this look-up and
-    // the insert.
-    auto* find = statements_[find_key_stmt];
-    sqlite3_bind_text64(find, 1, key.data(), key.size(), SQLITE_STATIC,
-                        SQLITE_UTF8);
-    auto rc = sqlite3_step(find);
-    uint64_t found
-      = rc == SQLITE_ROW ? from_sql(sqlite3_column_int64(find, 0)) : 0;
-    sqlite3_reset(find);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-      failure_ = "store " + path_
-                 + ": cannot look up task key: " + sqlite3_errmsg(db_);
-      return 0;
-    }
-    if (found != 0)
-      return found;
-  }
   auto* stmt = statements_[key.empty() ? add_task_stmt : add_keyed_task_stmt];
   sqlite3_bind_int64(stmt, 1, to_sql(id));
   bind_blob(stmt, 2, payload);
-  if (!key.empty())
-    sqlite3_bind_text64(stmt, 3, key.data(), key.size(), SQLITE_STATIC,
-                        SQLITE_UTF8);
-  return run(stmt, "add task", id) ? id : 0;
+  if (key.empty())
+    return run(stmt, "add task", id) ? id : 0;
+  sqlite3_bind_text64(stmt, 3, key.data(), key.size(), SQLITE_STATIC,
+                      SQLITE_UTF8);
+  if (!run(stmt, "add task", id))
+    return 0;
+  if (sqlite3_changes(db_) > 0)
+    return id;
+  // The key was taken: find its task (one writer, the owner, so nothing
+  // came in between).
+  auto* find = statements_[find_key_stmt];
+  sqlite3_bind_text64(find, 1, key.data(), key.size(), SQLITE_STATIC,
+                      SQLITE_UTF8);
+  auto rc = sqlite3_step(find);
+  uint64_t found
+    = rc == SQLITE_ROW ? from_sql(sqlite3_column_int64(find, 0)) : 0;
+  sqlite3_reset(find);
+  if (found == 0)
+    failure_
+      = "store " + path_ + ": cannot look up the task of key '" + key
+        + "': " + (rc == SQLITE_DONE ? "not found" : sqlite3_errmsg(db_));
+  return found;
 }
 
 void task_store::set_attempts(uint64_t id, uint32_t attempts) {
