@@ -65,13 +65,31 @@ caf::error validate(std::string_view x, bool pattern) {
     return invalid(pattern, x,
                    "longer than " + std::to_string(max_subject_size)
                      + " bytes (" + std::to_string(x.size()) + ")");
+  // NATS's whitespace: any other byte may be part of a token.
   for (size_t i = 0; i < x.size(); ++i) {
-    auto u = static_cast<unsigned char>(x[i]);
-    if (u <= 0x20 || u == 0x7f)
-      return invalid(pattern, x,
-                     std::string{u == ' ' ? "space" : "control character"}
-                       + " at position " + std::to_string(i + 1)
-                       + " (subjects contain no whitespace)");
+    const char* name = nullptr;
+    switch (x[i]) {
+      case ' ':
+        name = "space";
+        break;
+      case '\t':
+        name = "tab";
+        break;
+      case '\n':
+        name = "line feed";
+        break;
+      case '\r':
+        name = "carriage return";
+        break;
+      case '\f':
+        name = "form feed";
+        break;
+      default:
+        continue;
+    }
+    return invalid(pattern, x,
+                   std::string{name} + " at position " + std::to_string(i + 1)
+                     + " (subjects contain no whitespace)");
   }
   auto rest = x;
   size_t index = 0;
@@ -84,8 +102,9 @@ caf::error validate(std::string_view x, bool pattern) {
       return invalid(pattern, x,
                      "token " + std::to_string(index)
                        + " is empty (no leading, trailing or double dots)");
-    auto star = token.find('*') != std::string_view::npos;
-    auto gt = token.find('>') != std::string_view::npos;
+    // Only a whole token is a wildcard: `a*` or `>>` is a literal token.
+    auto star = token == "*";
+    auto gt = token == ">";
     if (!star && !gt)
       continue;
     if (!pattern)
@@ -94,11 +113,6 @@ caf::error validate(std::string_view x, bool pattern) {
                        + "' in token " + std::to_string(index)
                        + " (wildcards are for subscriptions, not for "
                          "published subjects)");
-    if (token.size() > 1)
-      return invalid(pattern, x,
-                     std::string{"'"} + (star ? '*' : '>')
-                       + "' must be a whole token, not part of '"
-                       + std::string{token} + "'");
     if (gt && more)
       return invalid(pattern, x, "'>' must be the last token");
   }

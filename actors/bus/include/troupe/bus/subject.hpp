@@ -23,15 +23,18 @@
 //   *.eu.>           orders.eu.created            orders.us.created
 //   >                every subject
 //
-// Rules for both: not empty, at most `max_subject_size` bytes, no empty token
-// (`a..b`, `.a`, `a.`), no whitespace or control character. Wildcards must
-// be whole tokens (`a*` is rejected rather than taken literally) and are
-// not allowed in the subject of a published message.
+// The rules are NATS's, so that NATS clients and troupe agree: not empty, no
+// empty token (`a..b`, `.a`, `a.`), no whitespace (space, tab, CR, LF, form
+// feed; other bytes, control characters too, may be part of a token), and at
+// most `max_subject_size` bytes. Only a whole token is a wildcard: in `a*`,
+// `*b`, `a>b` or `>>` the `*` and `>` are literal characters. A wildcard token
+// is not allowed in the subject of a published message.
 
 namespace troupe::bus {
 
-/// The longest subject or pattern accepted, in bytes.
-constexpr size_t max_subject_size = 256;
+/// The longest subject or pattern accepted, in bytes: NATS's default
+/// maximum control line, which a subject has to fit in.
+constexpr size_t max_subject_size = 4096;
 
 /// Checks that `subject` may be published to: a valid subject without
 /// wildcards. Returns `errc::invalid_subject` with a message that names the
