@@ -294,6 +294,8 @@ TEST_CASE("a worker of other types is refused with a message", "[task_queue]") {
   CHECK_THAT(error_text(err), Catch::Contains("runs tasks std::string -> long")
                                 && Catch::Contains("holds long -> long")
                                 && Catch::Contains("refused 3 times in a row"));
+  // Asked again once it is gone: the same answer, at once.
+  CHECK(await_worker(f.node, w, 1s) == troupe::errc::type_mismatch);
   std::lock_guard<std::mutex> guard{mtx};
   CHECK(failure == error_text(err));
 }
