@@ -255,6 +255,9 @@ int run_master(troupe::node& n, const config& cfg) {
     = std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
         .count();
   auto st = q->stats();
+  // Closing waits up to 5 s: workers that were away (a restart, a lost
+  // connection) retry at least every 2 s, and meanwhile hear that the queue
+  // is closed.
   int rc = 0;
   if (got < expected && n.stopped_by_signal()) {
     std::cerr << prog << ": interrupted: " << (expected - got) << " of "
@@ -266,7 +269,7 @@ int run_master(troupe::node& n, const config& cfg) {
               << caf::deep_to_string(cfg.timeout) << " for the next one"
               << std::endl;
     rc = 1;
-  } else if (auto err = q->close(2s)) {
+  } else if (auto err = q->close(5s)) {
     std::cerr << prog << ": closing the queue: " << troupe::error_text(err)
               << std::endl;
   }

@@ -1,7 +1,9 @@
 // task_worker: a worker of seed 002's distributed task queue. Connects to a
 // task_master, takes tasks n from its queue and answers "n * n = n²". If the
 // master goes away it reconnects with backoff; when the master closes the
-// queue it prints `worker exit.` and exits 0.
+// queue it prints `worker exit.` and exits 0. It exits 1 if the master
+// refuses it --max-refusals times in a row, or stays out of reach for
+// --give-up-after.
 //
 //   task_worker --connect 127.0.0.1:5000
 //   task_worker --connect 10.0.0.1:5000 --authkey-file cluster.key
@@ -18,7 +20,6 @@
 #include <thread>
 
 #include <caf/config_option_adder.hpp>
-#include <caf/scoped_actor.hpp>
 #include <spdlog/spdlog.h>
 
 #include "troupe/queue/task_queue.hpp"
@@ -37,7 +38,8 @@ struct config : troupe::net_config {
   bool fixed_window = false;
   caf::timespan work = caf::timespan{0};
   caf::timespan connect_timeout = 2s;
-  uint32_t give_up_after = 0;
+  uint32_t max_refusals = 3;
+  caf::timespan give_up_after = 5min;
   bool quiet = false;
 
   // Parsed from `connect` by `prepare`.
@@ -45,8 +47,17 @@ struct config : troupe::net_config {
   uint16_t port = 0;
 
   config() : net_config(role::connect) {
-    description("takes tasks from a task_master's queue and answers them "
-                "(seed 002's task_worker)");
+    description(
+      "takes tasks from a task_master's queue and answers them (seed 002's "
+      "task_worker)\n\n"
+      "Exits 0 when the master closes the queue (also after a master "
+      "restart).\n"
+      "Exits 1 when the master refuses it --max-refusals times in a row for "
+      "the same\nreason (another cluster key or cookie, a certificate, task "
+      "types, queue name),\nor when no master was reached for "
+      "--give-up-after. Connection refused, timeouts,\nresets and 'busy' "
+      "are retried with backoff (100 ms doubling to 2 s); each new\nreason "
+      "is logged once.");
     caf::config_option_adder{custom_options_, "global"}
       .add(connect, "connect",
            "the master's HOST:PORT (default 127.0.0.1:5000)")
@@ -59,8 +70,12 @@ struct config : troupe::net_config {
       .add(work, "work", "time each task takes, e.g. 1s as in seed 002")
       .add(connect_timeout, "connect-timeout",
            "bound of one connection attempt (default 2s)")
+      .add(max_refusals, "max-refusals",
+           "exit 1 after the master refused this worker this many times in "
+           "a row for the same reason (default 3)")
       .add(give_up_after, "give-up-after",
-           "exit 1 after this many failed connects in a row (0: never)")
+           "exit 1 when no master was reached for this long, since the start "
+           "or the last loss (default 5min; 0s: never)")
       .add(quiet, "quiet", "print no line per task");
   }
 
@@ -70,6 +85,12 @@ struct config : troupe::net_config {
     if (prefetch == 0)
       return caf::make_error(troupe::errc::invalid_option_value,
                              "--prefetch must be at least 1");
+    if (max_refusals == 0)
+      return caf::make_error(troupe::errc::invalid_option_value,
+                             "--max-refusals must be at least 1");
+    if (give_up_after < caf::timespan{0})
+      return caf::make_error(troupe::errc::invalid_option_value,
+                             "--give-up-after must not be negative");
     return secure(host);
   }
 };
@@ -83,37 +104,17 @@ int run_worker(troupe::node& n, const config& cfg) {
   opts.prefetch = cfg.prefetch;
   opts.adaptive = !cfg.fixed_window;
   opts.reconnect.connect_timeout = cfg.connect_timeout;
-  opts.max_connect_attempts = cfg.give_up_after;
+  opts.max_refusals = cfg.max_refusals;
+  opts.give_up_after = cfg.give_up_after;
   bool quiet = cfg.quiet;
   auto work = cfg.work;
-  // The listener and the task function run on the worker's thread.
+  // The listener and the task function run on the worker's thread. The
+  // worker logs losses, refusals and why it gives up itself.
   bool announced = false;
-  bool closed = false;
-  std::string failure;
-  std::string last_loss;
   auto listener = [&](worker_event ev, const std::string& text) {
-    switch (ev) {
-      case worker_event::connecting:
-        if (!announced)
-          std::cout << "Connect to server " << text << "..." << std::endl;
-        announced = true;
-        break;
-      case worker_event::joined:
-        if (!last_loss.empty())
-          std::cerr << prog << ": back at " << text << std::endl;
-        last_loss.clear();
-        break;
-      case worker_event::disconnected:
-        if (text != last_loss)
-          std::cerr << prog << ": " << text << std::endl;
-        last_loss = text;
-        break;
-      case worker_event::closed:
-        closed = true;
-        break;
-      case worker_event::failed:
-        failure = text;
-        break;
+    if (ev == worker_event::connecting && !announced) {
+      std::cout << "Connect to server " << text << "..." << std::endl;
+      announced = true;
     }
   };
   auto task = [quiet, work](const int64_t& x) {
@@ -128,18 +129,20 @@ int run_worker(troupe::node& n, const config& cfg) {
     n.log().warn("--insecure: talking to {} over unencrypted TCP", cfg.connect);
   auto worker = troupe::queue::spawn_worker<int64_t, std::string>(
     n, cfg, opts, task, listener);
-  caf::scoped_actor self{n.system()};
-  self->wait_for(worker);
+  auto err = troupe::queue::await_worker(n, worker);
   std::cout.flush();
-  if (!failure.empty()) {
-    std::cerr << prog << ": " << failure << std::endl;
-    return 1;
-  }
-  if (!closed) {
-    // Stopped before its queue closed: troupe::run makes a signal's 130/143.
-    if (!n.stopped_by_signal())
-      std::cerr << prog << ": the worker ended before its queue closed"
-                << std::endl;
+  if (err) {
+    // A refusal or --give-up-after: the worker logged why at error level.
+    // Stopped by a signal: troupe::run makes it 130/143.
+    if (n.stopped_by_signal())
+      return 1;
+    // The worker ends with a troupe error only when it gives up, which it
+    // logged; anything else (an exit reason of CAF's) is said here.
+    auto own = err.category() == caf::atom("troupe")
+               || err.category() == caf::atom("troupe_q");
+    if (!own)
+      std::cerr << prog << ": the worker ended before its queue closed: "
+                << n.system().render(err) << std::endl;
     return 1;
   }
   std::cout << "worker exit." << std::endl;

@@ -82,8 +82,8 @@ caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
     self->send(reply_to, dial_failed_atom::value, std::move(why));
     self->quit();
   };
-  auto failed = [=](std::string why) {
-    fail(caf::make_error(errc::connect_failed, where + ": " + std::move(why)));
+  auto failed = [=](std::string why, errc code = errc::connect_failed) {
+    fail(caf::make_error(code, where + ": " + std::move(why)));
   };
   auto g = detail::gate_of(self->system(), *cfg, host);
   if (!g) {
@@ -142,18 +142,19 @@ caf::behavior dial_attempt(caf::event_based_actor* self, const net_config* cfg,
       // for a connection it opened): try again while the connect timeout
       // lasts.
       auto delay = pause->next();
-      if (why.empty() && is(err, caf::sec::connection_timeout)
+      if (!why && is(err, caf::sec::connection_timeout)
           && clock_type::now() + delay < deadline) {
         self->delayed_send(self, delay, retry_atom::value);
         return;
       }
-      if (!why.empty())
-        fail(caf::make_error(errc::connect_failed, why));
+      if (why)
+        fail(std::move(why));
       else if (is(err, caf::sec::request_timeout))
         failed("no troupe handshake within " + std::to_string(ms.count())
                + " ms (--connect-timeout)");
       else if (is(err, caf::sec::incompatible_application_ids))
-        failed("not a troupe-v1 node (application identifiers differ)");
+        failed("not a troupe-v1 node (application identifiers differ)",
+               errc::refused);
       else if (is(err, caf::sec::disconnect_during_handshake))
         failed("the peer closed the connection during the handshake");
       else

@@ -32,6 +32,8 @@ std::string to_string(errc x) {
       return "job_failed";
     case errc::busy:
       return "busy";
+    case errc::refused:
+      return "refused";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -267,17 +267,18 @@ public:
   // Closes expired connections, forgets finished ones (multiplexer thread).
   void sweep();
 
-  // What the peer said when the last connection to it failed at the gate.
-  void refuse(const std::string& peer, std::string why) {
+  // What the peer said when the last connection to it failed at the gate:
+  // `errc::refused` if retrying will not help, else `errc::connect_failed`.
+  void refuse(const std::string& peer, errc code, std::string why) {
     std::lock_guard<std::mutex> guard{mtx};
-    refusals[peer] = std::move(why);
+    refusals[peer] = caf::make_error(code, std::move(why));
   }
 
-  std::string take_refusal(const std::string& peer) {
+  caf::error take_refusal(const std::string& peer) {
     std::lock_guard<std::mutex> guard{mtx};
     auto i = refusals.find(peer);
     if (i == refusals.end())
-      return {};
+      return caf::none;
     auto result = std::move(i->second);
     refusals.erase(i);
     return result;
@@ -294,7 +295,7 @@ public:
 private:
   std::mutex mtx;
   std::vector<caf::intrusive_ptr<gated_scribe>> tracked;
-  std::map<std::string, std::string> refusals;
+  std::map<std::string, caf::error> refusals;
   int spare_fd = -1;
   clock_type::time_point last_log[4] = {};
   uint64_t suppressed[4] = {};
@@ -459,9 +460,10 @@ public:
            + spdlog::fmt_lib::format("{:g}", secs)
            + " s (--handshake-timeout)");
     if (!server_)
-      core_->refuse(peer_, peer_
-                             + ": no troupe handshake within the connect "
-                               "timeout (--connect-timeout)");
+      core_->refuse(peer_, errc::connect_failed,
+                    peer_
+                      + ": no troupe handshake within the connect "
+                        "timeout (--connect-timeout)");
     close(ctx);
   }
 
@@ -521,8 +523,9 @@ private:
     if (!server_ && !established() && err == SSL_ERROR_SSL)
       // With TLS 1.3 the server checks our certificate after our side of the
       // handshake finished: its refusal arrives here, as an alert.
-      core_->refuse(peer_, peer_ + ": TLS handshake refused: "
-                             + explain_tls_failure(ssl_.get()));
+      core_->refuse(
+        peer_, errc::refused,
+        peer_ + ": TLS handshake refused: " + explain_tls_failure(ssl_.get()));
     return rw_state::failure;
   }
 
@@ -675,9 +678,10 @@ private:
              + (established() ? " bytes (--max-message-size)"
                               : " bytes before the handshake"));
       if (!server_)
-        core_->refuse(peer_, peer_ + ": the peer sent a message of "
-                               + std::to_string(oversized_)
-                               + " bytes, above this node's limit");
+        core_->refuse(peer_, errc::refused,
+                      peer_ + ": the peer sent a message of "
+                        + std::to_string(oversized_)
+                        + " bytes, above this node's limit");
       return close(ctx);
     }
     // BASP waits for a header again: a whole frame went through. The first
@@ -998,7 +1002,7 @@ gate::connect(const std::string& host, uint16_t port,
                   "the peer closed the connection at once: not a troupe node, "
                   "or an older troupe version");
   if (answer.compare(0, 6, magic) != 0)
-    return failed(errc::connect_failed,
+    return failed(errc::refused,
                   "not a troupe node (it answered something else)");
   switch (static_cast<gate_status>(answer[7])) {
     case gate_status::ok:
@@ -1008,15 +1012,15 @@ gate::connect(const std::string& host, uint16_t port,
                                 "the peer (its --max-pending-connections), "
                                 "or it is out of file descriptors");
     case gate_status::tls_required:
-      return failed(errc::connect_failed,
+      return failed(errc::refused,
                     "the peer requires TLS: give this node the same "
                     "--authkey-file (or --tls-* files) as the peer");
     case gate_status::plain_only:
-      return failed(errc::connect_failed,
+      return failed(errc::refused,
                     "the peer speaks plain TCP (it has no key): give it the "
                     "same --authkey-file, or drop the key here");
     default:
-      return failed(errc::connect_failed,
+      return failed(errc::refused,
                     "the peer speaks another troupe protocol version");
   }
   if (!core_->tls) {
@@ -1032,7 +1036,7 @@ gate::connect(const std::string& host, uint16_t port,
     auto want
       = cookie_mac(core_->cookie, "troupe-server", client_nonce, server_nonce);
     if (CRYPTO_memcmp(rest.data() + nonce_size, want.data(), mac_size) != 0)
-      return failed(errc::connect_failed,
+      return failed(errc::refused,
                     "the peer does not know our cookie: it runs as another "
                     "user, or with another --cookie-file (both sides need the "
                     "same file; see the README's Security section)");
@@ -1044,7 +1048,8 @@ gate::connect(const std::string& host, uint16_t port,
                     std::string{"cannot send: "} + std::strerror(errno));
     auto verdict = recv_exactly(fd->get(), 1, deadline, timed_out);
     if (verdict != std::string(1, '\0'))
-      return failed(errc::connect_failed,
+      return failed(verdict.empty() && timed_out ? errc::connect_failed
+                                                 : errc::refused,
                     verdict.empty() && timed_out
                       ? "no answer to our cookie within " + ms
                       : "the peer refused our cookie: we run as another user, "
@@ -1068,8 +1073,8 @@ gate::connect(const std::string& host, uint16_t port,
         break;
       auto err = SSL_get_error(ssl.get(), rc);
       if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
-        return failed(errc::connect_failed, "TLS handshake refused: "
-                                              + explain_tls_failure(ssl.get()));
+        return failed(errc::refused, "TLS handshake refused: "
+                                       + explain_tls_failure(ssl.get()));
       auto ready = wait_fd(
         fd->get(), err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
       if (ready == 0)
@@ -1086,7 +1091,7 @@ gate::connect(const std::string& host, uint16_t port,
   return caf::io::scribe_ptr{std::move(scrb)};
 }
 
-std::string gate::take_refusal(const std::string& host, uint16_t port) {
+caf::error gate::take_refusal(const std::string& host, uint16_t port) {
   return core_->take_refusal(format_address(host, port));
 }
 

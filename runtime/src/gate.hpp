@@ -118,9 +118,10 @@ public:
   caf::actor basp() const;
 
   /// Returns and forgets why the gate closed the last connection to
-  /// `host:port` after `connect` handed it to BASP (a deadline, an oversized
-  /// message), or an empty string.
-  std::string take_refusal(const std::string& host, uint16_t port);
+  /// `host:port` after `connect` handed it to BASP: `errc::refused` (a TLS
+  /// refusal, an oversized message) or `errc::connect_failed` (a deadline);
+  /// none if it did not.
+  caf::error take_refusal(const std::string& host, uint16_t port);
 
   gate_counts counts() const;
 

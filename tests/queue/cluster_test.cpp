@@ -276,7 +276,8 @@ TEST_CASE("a worker cut off for a few seconds is dropped and its tasks go to "
   auto worker_noticed = since(t0);
   REQUIRE(lan.plug("w1", true) == "");
   auto plugged_in = since(t0);
-  REQUIRE(cut.wait_for_stderr("back at " + where, patience));
+  REQUIRE(cut.wait_for_stderr(
+    "joined queue 'tasks' at " + where + " after failed attempts", patience));
   auto rejoined = since(t0);
   auto results_at_rejoin = count(master->out(), "Result: ");
   auto m = master->wait(patience);
@@ -342,7 +343,7 @@ TEST_CASE("off loopback a node without the cluster key is refused with a "
   auto where
     = lan.addr("m") + ":" + std::to_string(listening_port(master.out()));
   r = run_process(lan.exec("w", {bin("task_worker"), "--connect", where,
-                                 "--insecure", "--give-up-after", "1"}),
+                                 "--insecure", "--max-refusals", "1"}),
                   patience);
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Contains("requires TLS"));

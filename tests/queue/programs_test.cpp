@@ -58,6 +58,15 @@ std::unique_ptr<child_process> start_master(const args& extra, uint16_t& port) {
   return p;
 }
 
+// Returns how often `what` occurs in `text`.
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (auto i = text.find(what); i != std::string::npos;
+       i = text.find(what, i + what.size()))
+    ++n;
+  return n;
+}
+
 std::unique_ptr<child_process> start_worker(uint16_t port,
                                             const args& extra = {}) {
   args argv{bin("task_worker"), "--troupe.log-level=warn", "--connect",
@@ -294,8 +303,8 @@ TEST_CASE("task_master and task_worker reject bad options with a clear message",
              Catch::Contains("--authkey-file") && Catch::Contains("--store"));
 }
 
-TEST_CASE("a worker that cannot reach its master says why and gives up when "
-          "told to",
+TEST_CASE("a worker that cannot reach its master says why once and exits 1 "
+          "after --give-up-after, saying so",
           "[task_queue][programs]") {
   // A port that nobody listens on: bind one, then let it go.
   uint16_t port = 0;
@@ -304,14 +313,120 @@ TEST_CASE("a worker that cannot reach its master says why and gives up when "
     probe->send_signal(SIGKILL);
     probe->wait(patience);
   }
-  auto r
-    = run_process({bin("task_worker"), "--connect",
-                   "127.0.0.1:" + std::to_string(port), "--give-up-after", "2"},
-                  patience);
+  auto where = "127.0.0.1:" + std::to_string(port);
+  auto r = run_process({bin("task_worker"), "--troupe.log-level=warn",
+                        "--connect", where, "--give-up-after", "2s"},
+                       patience);
   CHECK(r.exit_code == 1);
+  CHECK(r.elapsed >= 1900ms);
+  // Several attempts (100 ms doubling), one line for their one reason.
+  auto reason = "cannot reach " + where + ": connection refused";
+  CHECK(count(r.err, reason) == 2); // the warning, and the last attempt
   CHECK_THAT(r.err,
-             Catch::Contains("cannot reach 127.0.0.1:" + std::to_string(port)));
-  CHECK_THAT(r.err, Catch::Contains("refused"));
+             Catch::Contains("[warning] worker: " + reason + "; retrying"));
+  CHECK_THAT(r.err,
+             Catch::Contains("[error] worker: giving up: no master at " + where
+                             + " for 2s (give_up_after, "
+                               "--give-up-after); last attempt: "
+                             + reason));
+  CHECK_THAT(r.out, !Catch::Contains("worker exit."));
+  r = run_process({bin("task_worker"), "--give-up-after", "2"}, patience);
+  CHECK(r.exit_code == 2);
+  r = run_process({bin("task_worker"), "--max-refusals", "0"}, patience);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--max-refusals must be at least 1"));
+  r = run_process({bin("task_worker"), "--help"}, patience);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("--max-refusals")
+                      && Catch::Contains("--give-up-after <timespan>")
+                      && Catch::Contains("Exits 0 when the master closes"));
+}
+
+TEST_CASE("a worker that missed the close of a restarted master still hears "
+          "it and exits 0",
+          "[task_queue][programs]") {
+  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  auto store = dir + "/queue.db";
+  uint16_t port = 0;
+  auto first = start_master({"--tasks", "20", "--store", store}, port);
+  auto away = start_worker(
+    port, {"--quiet", "--work", "50ms", "--prefetch", "1", "--fixed-window"});
+  REQUIRE(first->wait_for_stdout("Result: ", patience));
+  // The master dies while the worker is away (stopped: as if in a long
+  // backoff, or cut off) ...
+  away->send_signal(SIGSTOP);
+  first->send_signal(SIGKILL);
+  REQUIRE(first->wait(patience).term_signal == SIGKILL);
+  // ... and a restarted master finishes without it and closes the queue.
+  uint16_t port2 = 0;
+  auto second = start_master(
+    {"--port", std::to_string(port), "--tasks", "20", "--store", store}, port2);
+  REQUIRE(port2 == port);
+  auto helper = start_worker(port, {"--quiet"});
+  auto h = helper->wait(patience);
+  REQUIRE(h.exit_code == 0); // told that the queue is closed
+  // Back now: the worker learns that the queue is closed and exits 0.
+  away->send_signal(SIGCONT);
+  auto w = away->wait(patience);
+  UNSCOPED_INFO("worker's stderr:\n" << w.err);
+  CHECK(w.exit_code == 0);
+  CHECK_THAT(w.out, Catch::EndsWith("worker exit.\n"));
+  auto m = second->wait(patience);
+  CHECK(m.exit_code == 0);
+  CHECK_THAT(m.out, Catch::Contains("master exit."));
+  for (auto suffix : {"", "-wal", "-shm", ".lock"})
+    std::remove((store + suffix).c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_CASE("a library worker of other types is refused: its await_worker "
+          "returns why, it logs it at error level, and so does the master",
+          "[task_queue][programs]") {
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "1"}, port);
+  auto r = run_process({bin("troupe_worker_probe"), "--troupe.log-level=warn",
+                        "--connect", "127.0.0.1:" + std::to_string(port),
+                        "--int-results"},
+                       patience);
+  CHECK(r.exit_code == 1);
+  // int64_t and std::string as CAF names them.
+  auto why = "runs tasks long -> long, but queue 'tasks' holds long -> std::";
+  CHECK_THAT(r.out, Catch::StartsWith("worker error: ") && Catch::Contains(why)
+                      && Catch::Contains("refused 3 times in a row"));
+  CHECK_THAT(r.err, Catch::Contains("[error] worker: refused (1 of 3)")
+                      && Catch::Contains("[error] worker: giving up")
+                      && Catch::Contains(why));
+  // The master logged each refusal, and still serves the right workers.
+  auto good = start_worker(port, {"--quiet"});
+  CHECK(good->wait(patience).exit_code == 0);
+  auto m = master->wait(patience);
+  CHECK(m.exit_code == 0);
+  CHECK(count(m.err, "[error] queue 'tasks': refused worker ") == 3);
+  CHECK_THAT(m.err, Catch::Contains(why));
+}
+
+TEST_CASE("a task that throws reaches the master with the exception's text - "
+          "nothing from CAF on stderr",
+          "[task_queue][programs]") {
+  uint16_t port = 0;
+  auto master = start_master({"--tasks", "2", "--max-attempts", "2"}, port);
+  auto r = run_process({bin("troupe_worker_probe"), "--connect",
+                        "127.0.0.1:" + std::to_string(port), "--throw"},
+                       patience);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("queue closed"));
+  CHECK_THAT(r.err, !Catch::Contains("unhandled exception")
+                      && !Catch::Contains("***"));
+  auto m = master->wait(patience);
+  CHECK(m.exit_code == 0);
+  auto put = puts(m.out);
+  REQUIRE(put.size() == 2);
+  for (auto x : put)
+    CHECK_THAT(m.out, Catch::Contains(" after 2 attempts: no luck with "
+                                      + std::to_string(x) + "\n"));
+  CHECK_THAT(m.err, !Catch::Contains("unhandled exception"));
 }
 
 } // namespace troupe::test
@@ -340,18 +455,26 @@ TEST_CASE("with a cluster key: mutual TLS - a wrong key - no key - garbage and "
   CHECK(send_raw(port, header));
   CHECK(rss_kib(master->pid()) < 512 * 1024);
   // A worker of another cluster, and one without a key: refused, with the
-  // reason on the worker's side.
+  // reason on the worker's side, at error level; after --max-refusals
+  // (default 3) identical refusals it exits 1.
   auto wrong
     = run_process({bin("task_worker"), "--connect", where, "--authkey-file",
-                   other, "--give-up-after", "1", "--connect-timeout", "20s"},
+                   other, "--connect-timeout", "20s"},
                   patience);
   CHECK(wrong.exit_code == 1);
   CHECK_THAT(wrong.err, Catch::Contains("not signed by our cluster CA"));
+  CHECK_THAT(wrong.err, Catch::Contains("[error] worker: refused (1 of 3)")
+                          && Catch::Contains("[error] worker: refused (2 of 3)")
+                          && Catch::Contains("[error] worker: giving up: ")
+                          && Catch::Contains("refused 3 times in a row"));
+  CHECK_THAT(wrong.out, !Catch::Contains("worker exit."));
   auto none = run_process({bin("task_worker"), "--connect", where,
-                           "--give-up-after", "1", "--connect-timeout", "20s"},
+                           "--max-refusals", "1", "--connect-timeout", "20s"},
                           patience);
   CHECK(none.exit_code == 1);
   CHECK_THAT(none.err, Catch::Contains("requires TLS"));
+  CHECK_THAT(none.err, Catch::Contains("(refused 1 time;")
+                         && !Catch::Contains("worker: refused (1 of"));
   // The master kept serving: the right key gets every task done.
   auto good = run_process(
     {bin("task_worker"), "--connect", where, "--authkey-file", key, "--quiet"},

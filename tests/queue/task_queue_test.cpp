@@ -14,16 +14,20 @@
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <catch2/catch.hpp>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "troupe/queue/protocol.hpp"
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/net.hpp"
 #include "troupe/runtime/node.hpp"
 
 #include "gate.hpp"
@@ -305,11 +309,108 @@ TEST_CASE("a worker of other types is refused with a message", "[task_queue]") {
         failure = text;
       }
     });
-  caf::scoped_actor self{f.node.system()};
-  self->wait_for(w);
+  // Refused max_refusals (3) times for the same reason, then the worker
+  // ends with the master's error, which await_worker returns.
+  auto err = await_worker(f.node, w, patience);
+  REQUIRE(err == troupe::errc::type_mismatch);
+  CHECK_THAT(error_text(err), Catch::Contains("runs tasks std::string -> long")
+                                && Catch::Contains("holds long -> long")
+                                && Catch::Contains("refused 3 times in a row"));
+  // Asked again once it is gone: the same answer, at once.
+  CHECK(await_worker(f.node, w, 1s) == troupe::errc::type_mismatch);
   std::lock_guard<std::mutex> guard{mtx};
-  CHECK_THAT(failure, Catch::Contains("runs tasks std::string -> long")
-                        && Catch::Contains("holds long -> long"));
+  CHECK(failure == error_text(err));
+}
+
+TEST_CASE("a worker that reaches no master gives up after give_up_after - "
+          "await_worker says so",
+          "[task_queue]") {
+  // A node of its own: a worker dials with its node's network configuration.
+  troupe::net_config cfg{troupe::net_config::role::connect};
+  cfg.log_level = "off";
+  REQUIRE_FALSE(cfg.secure("127.0.0.1"));
+  troupe::node host{cfg};
+  // Nobody listens on a port that was just bound and let go.
+  uint16_t port = 0;
+  {
+    auto fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
+  worker_options opts;
+  opts.port = port;
+  opts.give_up_after = 500ms;
+  auto start = std::chrono::steady_clock::now();
+  auto w = spawn_worker<int64_t, int64_t>(host, cfg, opts,
+                                          [](int64_t x) { return x; });
+  auto err = await_worker(host, w, patience);
+  auto took = std::chrono::steady_clock::now() - start;
+  host.stop();
+  REQUIRE(err == troupe::errc::connect_failed);
+  CHECK_THAT(error_text(err),
+             Catch::Contains("no master at 127.0.0.1:" + std::to_string(port)
+                             + " for 500ms")
+               && Catch::Contains("last attempt: cannot reach"));
+  CHECK(took >= 450ms);
+  CHECK(took < patience);
+}
+
+TEST_CASE("a resumed queue's close waits its timeout for workers of the "
+          "previous master - one that comes back hears it is closed",
+          "[task_queue]") {
+  auto dir = temp_dir();
+  auto path = dir + "/queue.db";
+  queue_options opts;
+  opts.store = path;
+  {
+    fixture f;
+    auto q = make_queue(f.node, opts);
+    REQUIRE(q.put(1));
+    spawn_local_worker<int64_t, int64_t>(f.node, q,
+                                         [](int64_t x) { return x; });
+    take(q, 1);
+    // The node goes down before it closed the queue, like a master killed.
+  }
+  {
+    fixture f;
+    auto q = make_queue(f.node, opts);
+    REQUIRE(q.resumed().tasks == 1);
+    caf::scoped_actor self{f.node.system()};
+    auto start = std::chrono::steady_clock::now();
+    // The close first, then the join of a worker that comes back: the queue
+    // actor handles them in this order.
+    auto closing = self->request(q.actor(), patience, caf::close_atom::value,
+                                 caf::timespan{2s}, std::vector<uint64_t>{});
+    std::mutex mtx;
+    bool told = false;
+    auto w = spawn_local_worker<int64_t, int64_t>(
+      f.node, q, [](int64_t x) { return x; }, 4,
+      [&](worker_event ev, const std::string&) {
+        std::lock_guard<std::mutex> guard{mtx};
+        told = told || ev == worker_event::closed;
+      });
+    CHECK_FALSE(await_worker(f.node, w, patience));
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      CHECK(told);
+    }
+    bool closed = false;
+    std::move(closing).receive([&] { closed = true; }, [](caf::error&) {});
+    CHECK(closed);
+    auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took >= 1900ms);
+    CHECK(took < patience);
+  }
+  for (auto suffix : {"", "-wal", "-shm", ".lock"})
+    std::remove((path + suffix).c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("close: no more puts - workers leave once drained - get says closed",

@@ -204,9 +204,19 @@ TEST_CASE("a key means TLS even if the program never calls secure()",
     test_node plain{"plain"};
     auto refused = dial_and_wait(plain, *port);
     CHECK_FALSE(refused.ok);
-    CHECK(refused.why == errc::connect_failed);
+    CHECK(refused.why == errc::refused);
     CHECK_THAT(error_text(refused.why),
                Catch::Contains("the peer requires TLS"));
+    // Another cluster's key: refused for good too (errc::refused, which a
+    // caller does not retry forever), and told why.
+    auto other_key = *dir + "/other.key";
+    REQUIRE_FALSE(security::write_key_file(other_key));
+    test_node stranger{"stranger", false, other_key};
+    auto foreign = dial_and_wait(stranger, *port);
+    CHECK_FALSE(foreign.ok);
+    CHECK(foreign.why == errc::refused);
+    CHECK_THAT(error_text(foreign.why), Catch::Contains("TLS handshake refused")
+                                          || Catch::Contains("cluster CA"));
   }
   security::remove_private_dir(*dir);
 }
@@ -228,7 +238,7 @@ TEST_CASE("plain TCP peers need the same cookie", "[runtime][dialer]") {
     CHECK(same.ok);
     auto other = dial_and_wait(b, *port);
     CHECK_FALSE(other.ok);
-    CHECK(other.why == errc::connect_failed);
+    CHECK(other.why == errc::refused);
     CHECK_THAT(error_text(other.why),
                Catch::Contains("the peer does not know our cookie"));
     ::unlink((*dir + "/a/cookie").c_str());

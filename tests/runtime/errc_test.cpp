@@ -21,6 +21,7 @@ TEST_CASE("every error code has a name", "[runtime][errc]") {
   CHECK(to_string(errc::type_mismatch) == "type_mismatch");
   CHECK(to_string(errc::job_failed) == "job_failed");
   CHECK(to_string(errc::busy) == "busy");
+  CHECK(to_string(errc::refused) == "refused");
   CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
 }
 

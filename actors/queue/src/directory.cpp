@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <caf/event_based_actor.hpp>
+#include <spdlog/spdlog.h>
 
 #include "troupe/queue/errc.hpp"
 #include "troupe/queue/protocol.hpp"
@@ -38,9 +39,12 @@ caf::behavior directory(caf::event_based_actor* self,
         std::string names;
         for (auto& kvp : queues)
           names += (names.empty() ? "'" : ", '") + kvp.first + "'";
-        return caf::make_error(errc::no_such_queue,
-                               "no queue named '" + hello.queue
+        auto err = caf::make_error(
+          errc::no_such_queue, "no queue named '" + hello.queue
                                  + "' here (this master serves " + names + ")");
+        troupe::log(self->system())
+          .error("refused worker {}: {}", hello.node.name, error_text(err));
+        return err;
       }
       return self->delegate(i->second, join, std::move(hello));
     },

@@ -36,6 +36,7 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
   st.local = std::move(local);
   st.store = std::move(store);
   if (contents) {
+    st.resumed = contents->last_id > 0;
     st.last_id = contents->last_id;
     st.closed = contents->closed;
     for (auto& t : contents->pending) {
@@ -88,29 +89,46 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
   return {
     [=](tq_join_atom, worker_hello& hello) -> caf::result<caf::actor> {
       auto& s = self->state;
+      // The worker logs its refusal too; a refused worker tries again a few
+      // times (worker_options::max_refusals).
+      auto refuse = [&](caf::error err) {
+        troupe::log(self->system())
+          .error("queue '{}': refused worker {}: {}", s.opts.name,
+                 hello.node.name, error_text(err));
+        return err;
+      };
       if (hello.task_type != s.task_type || hello.result_type != s.result_type)
-        return caf::make_error(troupe::errc::type_mismatch,
-                               "worker " + hello.node.name + " runs tasks "
-                                 + hello.task_type + " -> " + hello.result_type
-                                 + ", but queue '" + s.opts.name + "' holds "
-                                 + s.task_type + " -> " + s.result_type);
+        return refuse(caf::make_error(
+          troupe::errc::type_mismatch,
+          "worker " + hello.node.name + " runs tasks " + hello.task_type
+            + " -> " + hello.result_type + ", but queue '" + s.opts.name
+            + "' holds " + s.task_type + " -> " + s.result_type));
       if (auto err = compare_registries(s.local, hello.node))
-        return caf::make_error(troupe::errc::registry_mismatch,
-                               "worker " + hello.node.name
-                                 + " registered other message types than the "
-                                   "master: "
-                                 + error_text(err));
+        return refuse(caf::make_error(troupe::errc::registry_mismatch,
+                                      "worker " + hello.node.name
+                                        + " registered other message types "
+                                          "than the master: "
+                                        + error_text(err)));
       if (hello.prefetch == 0)
-        return caf::make_error(troupe::errc::invalid_option_value,
-                               "prefetch must be at least 1");
-      if (s.closed && drained(s))
+        return refuse(caf::make_error(troupe::errc::invalid_option_value,
+                                      "prefetch must be at least 1"));
+      auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+      if (s.closed && drained(s)) {
+        // A worker that missed the close (it was away) learns it now.
+        if (sender && s.missing.erase(sender.address()) > 0
+            && close_may_finish(s))
+          finish_close(self);
+        troupe::log(self->system())
+          .info("queue '{}': told worker {} that the queue is closed",
+                s.opts.name, hello.node.name);
         return caf::make_error(troupe::errc::closed,
                                "queue '" + s.opts.name + "' is closed");
-      auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+      }
       if (!sender)
-        return caf::make_error(troupe::errc::invalid_option_value,
-                               "anonymous join");
+        return refuse(caf::make_error(troupe::errc::invalid_option_value,
+                                      "anonymous join"));
       auto addr = sender.address();
+      s.missing.erase(addr);
       auto known = s.worker_ids.find(addr);
       uint64_t wid;
       if (known != s.worker_ids.end()) {
@@ -277,8 +295,12 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
       auto rp = self->make_response_promise<caf::unit_t>();
       s.close_waiters.push_back(rp);
       tell_workers(self, timeout);
-      if (s.close_acks == 0)
+      // Workers that may have missed the close (away, or of a previous
+      // master) get until `timeout` to come back and hear it.
+      if (close_may_finish(s))
         finish_close(self);
+      else
+        self->delayed_send(self, timeout, close_timeout_atom::value);
       answer_getters(self);
       return rp;
     },

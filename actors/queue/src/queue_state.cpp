@@ -43,7 +43,7 @@ void tell_workers(queue_ptr self, caf::timespan timeout) {
     return;
   st.workers_told = true;
   st.close_acks = st.workers.size();
-  if (st.close_acks == 0) {
+  if (close_may_finish(st)) {
     finish_close(self);
     return;
   }
@@ -51,11 +51,13 @@ void tell_workers(queue_ptr self, caf::timespan timeout) {
     self->request(w.hdl, timeout, tq_closed_atom::value)
       .then(
         [=]() {
-          if (--self->state.close_acks == 0)
+          --self->state.close_acks;
+          if (close_may_finish(self->state))
             finish_close(self);
         },
         [=](caf::error&) {
-          if (--self->state.close_acks == 0)
+          --self->state.close_acks;
+          if (close_may_finish(self->state))
             finish_close(self);
         });
   }
@@ -269,6 +271,8 @@ void worker_lost(queue_ptr self, const caf::actor_addr& addr,
   auto w = st.workers.find(wid);
   if (w == st.workers.end())
     return;
+  if (reason)
+    st.missing.insert(addr);
   auto why = "worker " + w->second.node + " lost ("
              + self->system().render(reason) + ")";
   if (reason || !w->second.leased.empty())

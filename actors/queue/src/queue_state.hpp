@@ -136,6 +136,12 @@ struct queue_state {
   uint64_t last_id = 0;
   uint64_t next_token = 0;
   bool closed = false;
+  /// Workers that went down (not left) and have not joined since, and
+  /// whether the queue resumed from its store (workers of the previous
+  /// master may come back): they may have missed the close, so a `close`
+  /// waits its whole timeout for them (see `close_may_finish`).
+  std::unordered_set<caf::actor_addr> missing;
+  bool resumed = false;
   bool workers_told = false;
   size_t close_acks = 0;
   std::vector<caf::response_promise> close_waiters;
@@ -160,6 +166,13 @@ inline bool drained(const queue_state& st) {
 
 /// Answers every `close` waiter.
 void finish_close(queue_ptr self);
+
+/// Returns whether `close` waiters may be answered before their timeout:
+/// every worker told acknowledged, and no worker may have missed the close
+/// (no missing worker, not resumed from a store).
+inline bool close_may_finish(const queue_state& st) {
+  return st.close_acks == 0 && st.missing.empty() && !st.resumed;
+}
 
 /// Tells every worker that the queue is closed and drained; close waiters
 /// are answered once all of them acknowledged (or after `timeout`).

@@ -5,8 +5,11 @@
 #include <chrono>
 
 #include <caf/actor_system.hpp>
+#include <caf/after.hpp>
+#include <caf/deep_to_string.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <spdlog/spdlog.h>
@@ -24,6 +27,11 @@ namespace {
 
 using reconnect_atom = caf::atom_constant<caf::atom("tqreconn")>;
 
+/// `(give_up_atom, uint64_t epoch)`: `give_up_after` passed since the worker
+/// started or lost its master; ignored if a join succeeded since (the epoch
+/// moved on).
+using give_up_atom = caf::atom_constant<caf::atom("tqgiveup")>;
+
 struct worker_state {
   worker_options opts;
   worker_hello hello;
@@ -32,7 +40,15 @@ struct worker_state {
   const net_config* cfg = nullptr;
   caf::actor queue;
   backoff delays;
-  uint32_t failures = 0;
+  // Why the last attempt failed (empty once joined): a failure is logged
+  // when its reason changes, not at every attempt.
+  std::string last_failure;
+  // The last refusal that retrying does not cure, and how many times in a
+  // row it came (see worker_options::max_refusals).
+  std::string refusal;
+  uint32_t refusals = 0;
+  // Moves on at each join and each loss: tells a stale give-up timer.
+  uint64_t epoch = 0;
   // Adaptive window (see worker_options::adaptive): the window announced to
   // the master and the average time per task, in nanoseconds (0: unknown).
   uint32_t window = 2;
@@ -54,29 +70,70 @@ void emit(worker_ptr self, worker_event ev, const std::string& text) {
     self->state.listener(ev, text);
 }
 
-// Schedules the next connect attempt after a failure described by `why`.
-void retry(worker_ptr self, const std::string& why) {
+std::string render(caf::timespan x) {
+  return caf::deep_to_string(x);
+}
+
+// Starts the clock of `give_up_after`: the worker started or lost its master.
+void out_of_reach(worker_ptr self) {
   auto& st = self->state;
-  ++st.failures;
-  // A program with a listener reports it itself.
-  troupe::log(self->system())
-    .log(st.listener ? spdlog::level::debug : spdlog::level::warn, "worker: {}",
-         why);
-  if (st.opts.max_connect_attempts > 0
-      && st.failures >= st.opts.max_connect_attempts) {
-    emit(self, worker_event::failed, why);
-    self->quit(caf::make_error(troupe::errc::connect_failed, why));
-    return;
+  ++st.epoch;
+  if (st.opts.give_up_after > caf::timespan{0})
+    self->delayed_send(self, st.opts.give_up_after, give_up_atom::value,
+                       st.epoch);
+}
+
+// Ends the worker with `err`, which says why, logged at error level.
+void give_up(worker_ptr self, caf::error err) {
+  auto text = error_text(err);
+  troupe::log(self->system()).error("worker: giving up: {}", text);
+  emit(self, worker_event::failed, text);
+  self->quit(std::move(err));
+}
+
+// Returns whether retrying cannot cure `err` until a configuration changes:
+// the master, or its gate, turned the worker away.
+bool is_refusal(const caf::error& err) {
+  return err == troupe::errc::refused || err == troupe::errc::tls_config
+         || err == troupe::errc::insecure_refused
+         || err == troupe::errc::type_mismatch
+         || err == troupe::errc::registry_mismatch || err == errc::no_such_queue
+         || err == troupe::errc::invalid_option_value;
+}
+
+// Handles a failed attempt (a connect or a join; `err` says why): a refusal
+// that came `max_refusals` times in a row ends the worker, anything else is
+// retried after a backoff. Logs when the reason changes.
+void attempt_failed(worker_ptr self, caf::error err) {
+  auto& st = self->state;
+  auto why = error_text(err);
+  auto changed = why != st.last_failure;
+  st.last_failure = why;
+  auto& log = troupe::log(self->system());
+  if (is_refusal(err)) {
+    if (why == st.refusal) {
+      ++st.refusals;
+    } else {
+      st.refusal = why;
+      st.refusals = 1;
+    }
+    if (st.refusals >= st.opts.max_refusals) {
+      auto text = why + " (refused " + std::to_string(st.refusals)
+                  + (st.refusals == 1 ? " time" : " times in a row")
+                  + "; max_refusals, --max-refusals)";
+      give_up(self, caf::error{err.code(), err.category(),
+                               caf::make_message(std::move(text))});
+      return;
+    }
+    log.error("worker: refused ({} of {}): {}; retrying", st.refusals,
+              st.opts.max_refusals, why);
+  } else if (changed) {
+    log.warn("worker: {}; retrying", why);
+  } else {
+    log.debug("worker: {}; retrying", why);
   }
   emit(self, worker_event::disconnected, why);
   self->delayed_send(self, st.delays.next(), reconnect_atom::value);
-}
-
-bool fatal(const caf::error& err) {
-  return err == troupe::errc::type_mismatch
-         || err == troupe::errc::registry_mismatch || err == errc::no_such_queue
-         || err == troupe::errc::invalid_option_value
-         || err == troupe::errc::closed;
 }
 
 uint32_t initial_window(const worker_options& opts) {
@@ -119,28 +176,34 @@ void join(worker_ptr self, caf::actor dir) {
         auto& s = self->state;
         s.queue = q;
         self->monitor(q);
-        s.failures = 0;
+        ++s.epoch; // stops the give-up timer
+        s.refusals = 0;
+        s.refusal.clear();
         s.delays.reset();
-        troupe::log(self->system())
-          .info("worker: joined queue '{}' at {}", s.opts.queue,
-                address(s.opts));
+        auto& log = troupe::log(self->system());
+        if (s.last_failure.empty())
+          log.info("worker: joined queue '{}' at {}", s.opts.queue,
+                   address(s.opts));
+        else
+          log.warn("worker: joined queue '{}' at {} after failed attempts",
+                   s.opts.queue, address(s.opts));
+        s.last_failure.clear();
         emit(self, worker_event::joined, address(s.opts));
       },
       [=](caf::error& err) {
-        if (fatal(err)) {
-          auto text = error_text(err);
-          if (err == troupe::errc::closed) {
-            emit(self, worker_event::closed, text);
-            self->quit();
-            return;
-          }
-          emit(self, worker_event::failed, text);
-          self->quit(err);
+        if (err == troupe::errc::closed) {
+          troupe::log(self->system())
+            .info("worker: {}; leaving", error_text(err));
+          emit(self, worker_event::closed, error_text(err));
+          self->quit();
           return;
         }
-        retry(self, "joining queue '" + self->state.opts.queue + "' at "
-                      + address(self->state.opts)
-                      + " failed: " + error_text(err));
+        if (!is_refusal(err))
+          err = caf::make_error(troupe::errc::connect_failed,
+                                "joining queue '" + self->state.opts.queue
+                                  + "' at " + address(self->state.opts)
+                                  + " failed: " + error_text(err));
+        attempt_failed(self, std::move(err));
       });
 }
 
@@ -169,9 +232,13 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
       return;
     s.queue = nullptr;
     s.delays.reset();
-    retry(self, "lost the master at " + address(s.opts) + " ("
-                  + self->system().render(msg.reason) + "); reconnecting");
+    out_of_reach(self);
+    attempt_failed(
+      self, caf::make_error(troupe::errc::connect_failed,
+                            "lost the master at " + address(s.opts) + " ("
+                              + self->system().render(msg.reason) + ")"));
   });
+  out_of_reach(self);
   self->send(self, reconnect_atom::value);
   return {
     [=](reconnect_atom) {
@@ -183,17 +250,28 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
       else
         connect(self);
     },
+    [=](give_up_atom, uint64_t epoch) {
+      auto& s = self->state;
+      if (epoch != s.epoch || s.queue)
+        return;
+      auto why = "no master at " + address(s.opts) + " for "
+                 + render(s.opts.give_up_after)
+                 + " (give_up_after, --give-up-after)";
+      if (!s.last_failure.empty())
+        why += "; last attempt: " + s.last_failure;
+      give_up(self, caf::make_error(troupe::errc::connect_failed, why));
+    },
     // The connect attempt reached the master, or failed.
     [=](dial_ok_atom, caf::actor& dir) { join(self, std::move(dir)); },
     [=](dial_empty_atom) {
-      retry(self,
-            address(self->state.opts) + " is a CAF node but serves no queues");
+      attempt_failed(self, caf::make_error(troupe::errc::refused,
+                                           address(self->state.opts)
+                                             + " is a troupe node but serves "
+                                               "no queues"));
     },
-    // A refused handshake (wrong key or certificate) will not heal by
-    // itself, but the master may be restarted with the right key: retry, and
-    // let max_connect_attempts bound it.
-    [=](dial_failed_atom, const caf::error& why) {
-      retry(self, error_text(why));
+    // Whether to try again depends on the code (see dial_failed_atom).
+    [=](dial_failed_atom, caf::error& why) {
+      attempt_failed(self, std::move(why));
     },
     [=](tq_tasks_atom, std::vector<task_msg>& tasks) {
       auto& s = self->state;
@@ -226,6 +304,8 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
     [=](tq_closed_atom) {
       auto rp = self->make_response_promise();
       rp.deliver(caf::unit);
+      troupe::log(self->system())
+        .info("worker: queue '{}' is closed; leaving", self->state.opts.queue);
       emit(self, worker_event::closed, "");
       self->quit();
     },
@@ -240,6 +320,7 @@ caf::actor spawn_raw_worker(node& host, const net_config* cfg,
                             worker_options opts, std::string task_type,
                             std::string result_type, raw_task_fn fn,
                             worker_listener listener) {
+  opts.max_refusals = std::max<uint32_t>(opts.max_refusals, 1);
   worker_hello hello;
   hello.queue = opts.queue;
   hello.task_type = std::move(task_type);
@@ -254,5 +335,38 @@ caf::actor spawn_raw_worker(node& host, const net_config* cfg,
 }
 
 } // namespace detail
+
+caf::error await_worker(node& host, const caf::actor& worker,
+                        caf::timespan timeout) {
+  if (!worker)
+    return caf::make_error(troupe::errc::invalid_option_value,
+                           "await_worker: no worker");
+  caf::scoped_actor self{host.system()};
+  // A worker that already ended answers the monitor at once, with its exit
+  // reason.
+  self->monitor(worker);
+  caf::error result;
+  bool done = false;
+  self->receive_while([&] { return !done; })(
+    [&](caf::down_msg& msg) {
+      if (msg.source != worker.address())
+        return;
+      done = true;
+      result = std::move(msg.reason);
+    },
+    caf::after(timeout) >>
+      [&] {
+        done = true;
+        result = caf::make_error(troupe::errc::timeout,
+                                 "the worker still runs after "
+                                   + caf::deep_to_string(timeout));
+      });
+  return result;
+}
+
+caf::error await_worker(node& host, const caf::actor& worker) {
+  // Long enough to mean "no bound", short enough not to overflow a clock.
+  return await_worker(host, worker, std::chrono::hours{24 * 365 * 100});
+}
 
 } // namespace troupe::queue

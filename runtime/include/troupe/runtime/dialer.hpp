@@ -65,10 +65,18 @@ using dial_ok_atom = caf::atom_constant<caf::atom("dialok")>;
 /// actor at that port.
 using dial_empty_atom = caf::atom_constant<caf::atom("dialempty")>;
 
-/// `(dial_failed_atom, caf::error why)`: the attempt failed; `why` is
-/// `errc::connect_failed` and its text (`error_text(why)`) says where and
-/// why, for the user: "cannot reach HOST:PORT: connection refused",
-/// "HOST:PORT: TLS handshake refused: ...", etc.
+/// `(dial_failed_atom, caf::error why)`: the attempt failed; its text
+/// (`error_text(why)`) says where and why, for the user: "cannot reach
+/// HOST:PORT: connection refused", "HOST:PORT: TLS handshake refused: ...",
+/// etc. Its code says whether trying again may help:
+/// - `errc::connect_failed` (refused, unreachable, a timeout, a reset) and
+///   `errc::busy` (the peer has too many connections in handshake): they may
+///   pass;
+/// - `errc::refused` (the peer turned this node away: another cluster key or
+///   cookie, a certificate it does not accept, TLS on one side only, another
+///   protocol version, not a troupe node), `errc::tls_config` and
+///   `errc::insecure_refused` (this node's own configuration): they stay
+///   until a configuration changes.
 using dial_failed_atom = caf::atom_constant<caf::atom("dialfailed")>;
 
 /// Makes one connect attempt to `host:port` and reports its outcome to

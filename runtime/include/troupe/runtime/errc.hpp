@@ -44,8 +44,9 @@ enum class errc : uint8_t {
   /// Plain TCP was refused: the address is not loopback and neither TLS nor
   /// `--insecure` was given. Context: the address.
   insecure_refused,
-  /// A peer could not be reached or did not complete the handshake (e.g. a
-  /// wrong cluster key). Context: the address and the cause.
+  /// A peer could not be reached or did not complete the handshake for a
+  /// reason that may pass (connection refused, a timeout, a reset).
+  /// Context: the address and the cause.
   connect_failed,
   /// A value is not of the type expected: a bus payload read as another
   /// type, a worker whose task or result type differs from its queue's.
@@ -58,6 +59,11 @@ enum class errc : uint8_t {
   /// (or no file descriptors) at its end. Retrying later may succeed.
   /// Context: the peer's address and what it said.
   busy,
+  /// A peer refused this node for a reason that retrying will not cure
+  /// until one side's configuration changes: another cluster key or cookie,
+  /// a certificate it does not accept, TLS on one side only, another troupe
+  /// protocol version, not a troupe node. Context: the address and the cause.
+  refused,
 };
 
 /// Returns the name of `x`, e.g. `"unknown_option"`.

@@ -301,8 +301,13 @@ public:
   }
 
   /// Closes the queue: no more `put`; once every task has its result the
-  /// workers are told to leave. Waits up to `timeout` for connected workers
-  /// to acknowledge that, if the queue is already drained.
+  /// workers are told to leave. If the queue is already drained, waits up to
+  /// `timeout` for connected workers to acknowledge that; and if workers may
+  /// have missed it (one went down and has not come back, or the queue
+  /// resumed from its store, whose previous master had workers), waits the
+  /// whole `timeout`, so that those reconnecting meanwhile are told the
+  /// queue is closed and leave. A `timeout` above the workers' longest
+  /// reconnect delay (2 s by default) catches every worker that is retrying.
   [[nodiscard]] caf::error close(caf::timespan timeout
                                  = std::chrono::seconds{2}) {
     auto& r = *reader_;
@@ -413,24 +418,36 @@ struct worker_options {
   reconnect_options reconnect{std::chrono::seconds{2},
                               std::chrono::milliseconds{100},
                               std::chrono::seconds{2}};
-  /// Give up after this many failed connects in a row (0: never).
-  uint32_t max_connect_attempts = 0;
+  /// Give up after this many refusals for the same reason with no join in
+  /// between, of the kind that retrying does not cure: the master or its gate turned the
+  /// worker away (another cluster key or cookie, a certificate, other task
+  /// or result types, another message registry, no such queue). At least 1.
+  /// Other failures (connection refused, a timeout, a reset, `busy`) are
+  /// retried with backoff; `give_up_after` bounds them.
+  uint32_t max_refusals = 3;
+  /// Give up when no join has succeeded for this long: since the worker
+  /// started, or since it lost its master (0: never).
+  caf::timespan give_up_after = std::chrono::minutes{5};
   /// A queue actor on this node (`task_queue::actor()`) to join directly,
   /// without the network; `host` and `port` are then ignored.
   caf::actor local_queue;
 };
 
-/// What happens to a worker, for programs that report it.
+/// What happens to a worker, for programs that report it. The worker logs
+/// each of these itself too (a change of the failure's reason at warning
+/// level, a refusal and the end at error level), listener or not.
 enum class worker_event {
   /// About to connect (text: `HOST:PORT`).
   connecting,
   /// Joined the queue (text: `HOST:PORT`).
   joined,
-  /// Lost the master or could not reach it; will retry (text: why).
+  /// Lost the master, could not reach it, or was refused by it; will retry
+  /// (text: why).
   disconnected,
   /// The master closed the queue; the worker leaves.
   closed,
-  /// A fatal error: the master refused the worker (text: why).
+  /// The worker gives up (text: why): refused `max_refusals` times in a row,
+  /// or no join for `give_up_after`.
   failed,
 };
 
@@ -470,14 +487,17 @@ raw_task_fn make_raw_task_fn(F fn) {
 
 /// Spawns a worker that joins `opts.queue` at `opts.host:opts.port` and runs
 /// `fn(const Task&) -> Result` on each task, on a thread of its own (tasks
-/// may block). A task that throws comes back to the master as an error and
-/// the worker carries on. The worker reconnects with backoff whenever it
-/// loses the master, and exits normally when the master closes the queue,
-/// or with an error if the master refuses it (wrong queue, types or key).
-/// `listener` (optional) hears about connects, losses and the end.
+/// may block). A task that throws comes back to the master as an error
+/// carrying the exception's `what()`, and the worker carries on. The worker
+/// reconnects with backoff whenever it loses the master, and exits normally
+/// when the master closes the queue. It exits with an error, logged at error
+/// level, if the master refuses it `opts.max_refusals` times in a row for
+/// the same reason (wrong key, certificate, types, queue name), or if no
+/// join succeeded for `opts.give_up_after`. `listener` (optional) hears
+/// about connects, losses and the end.
 ///
-/// The returned actor is a top-level actor of `host`; wait for it with
-/// `caf::scoped_actor::wait_for` or `node::await_actors`.
+/// The returned actor is a top-level actor of `host`; `await_worker` waits
+/// for it and returns why it ended.
 template <class Task, class Result, class F>
 caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
                         F fn, worker_listener listener = {}) {
@@ -486,6 +506,20 @@ caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
     troupe::type_name<Result>(),
     detail::make_raw_task_fn<Task, Result>(std::move(fn)), std::move(listener));
 }
+
+/// Waits until `worker` (from `spawn_worker` or `spawn_local_worker`) has
+/// ended and returns why: none if it left because its queue was closed (its
+/// work is done), otherwise the error it ended with, e.g. `troupe::errc::
+/// refused`, `type_mismatch`, `registry_mismatch` or `errc::no_such_queue`
+/// (the master refused it), `troupe::errc::connect_failed` (no master within
+/// `give_up_after`), or the exit reason its node stopped it with. Returns
+/// `troupe::errc::timeout` if the worker still runs after `timeout`.
+/// Blocking: call it from a thread that is not an actor's.
+[[nodiscard]] caf::error await_worker(node& host, const caf::actor& worker,
+                                      caf::timespan timeout);
+
+/// As `await_worker(host, worker, timeout)`, without a bound.
+[[nodiscard]] caf::error await_worker(node& host, const caf::actor& worker);
 
 /// Spawns a worker for a queue of this node, without the network (e.g. a
 /// master that also works, or tests). Otherwise like `spawn_worker`.
