@@ -139,10 +139,8 @@ TEST_CASE("10000 tasks over three workers and one of them killed: every result "
 TEST_CASE("a master killed with SIGKILL resumes from its store - workers "
           "reconnect - nothing is lost",
           "[task_queue][programs]") {
-  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto store = dir + "/queue.db";
+  temp_store tmp;
+  auto& store = tmp.path;
   uint16_t port = 0;
   auto first = start_master({"--tasks", "10000", "--store", store}, port);
   std::vector<std::unique_ptr<child_process>> workers;
@@ -183,9 +181,6 @@ TEST_CASE("a master killed with SIGKILL resumes from its store - workers "
     CHECK(res.exit_code == 0);
     CHECK_THAT(res.out, Catch::EndsWith("worker exit.\n"));
   }
-  for (auto suffix : {"", "-wal", "-shm", ".lock"})
-    std::remove((store + suffix).c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("a master killed while it puts its tasks puts the missing ones when "
@@ -194,10 +189,8 @@ TEST_CASE("a master killed while it puts its tasks puts the missing ones when "
   // Killed after its first batch, in the middle, and after the last.
   auto kill_after = GENERATE(size_t{1}, size_t{2500}, size_t{5000});
   CAPTURE(kill_after);
-  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto store = dir + "/queue.db";
+  temp_store tmp;
+  auto& store = tmp.path;
   args argv{"--tasks", "5000", "--store", store};
   uint16_t port = 0;
   auto first = start_master(argv, port);
@@ -231,9 +224,6 @@ TEST_CASE("a master killed while it puts its tasks puts the missing ones when "
                                        "not put."));
   auto w = worker->wait(patience);
   CHECK(w.exit_code == 0);
-  for (auto suffix : {"", "-wal", "-shm", ".lock"})
-    std::remove((store + suffix).c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("a master stopped by SIGINT with results missing exits 130 - a "
@@ -259,10 +249,8 @@ TEST_CASE("a master stopped by SIGINT with results missing exits 130 - a "
 
 TEST_CASE("a second master on the same store is refused, naming the first",
           "[task_queue][programs]") {
-  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto store = dir + "/queue.db";
+  temp_store tmp;
+  auto& store = tmp.path;
   uint16_t port = 0;
   auto first = start_master({"--tasks", "20", "--store", store}, port);
   auto second = run_process(
@@ -280,9 +268,6 @@ TEST_CASE("a second master on the same store is refused, naming the first",
   CHECK(m.exit_code == 0);
   CHECK(results(m.out).size() == 20);
   CHECK(w->wait(patience).exit_code == 0);
-  for (auto suffix : {"", "-wal", "-shm", ".lock"})
-    std::remove((store + suffix).c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("task_master and task_worker reject bad options with a clear message",
@@ -345,10 +330,8 @@ TEST_CASE("a worker that cannot reach its master says why once and exits 1 "
 TEST_CASE("a worker that missed the close of a restarted master still hears "
           "it and exits 0",
           "[task_queue][programs]") {
-  char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
-  auto store = dir + "/queue.db";
+  temp_store tmp;
+  auto& store = tmp.path;
   uint16_t port = 0;
   auto first = start_master({"--tasks", "20", "--store", store}, port);
   auto away = start_worker(
@@ -376,9 +359,6 @@ TEST_CASE("a worker that missed the close of a restarted master still hears "
   auto m = second->wait(patience);
   CHECK(m.exit_code == 0);
   CHECK_THAT(m.out, Catch::Contains("master exit."));
-  for (auto suffix : {"", "-wal", "-shm", ".lock"})
-    std::remove((store + suffix).c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("a library worker of other types is refused: its await_worker "

@@ -18,6 +18,29 @@
 
 namespace troupe::test {
 
+/// A task store's path (`path`) in a fresh directory under /tmp; removes the
+/// store's files (with its WAL, shared memory and lock) and the directory.
+struct temp_store {
+  temp_store() {
+    char tmpl[] = "/tmp/troupe-master-store-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    path = dir + "/queue.db";
+  }
+
+  ~temp_store() {
+    for (auto suffix : {"", "-wal", "-shm", ".lock"})
+      std::remove((path + suffix).c_str());
+    ::rmdir(dir.c_str());
+  }
+
+  temp_store(const temp_store&) = delete;
+  temp_store& operator=(const temp_store&) = delete;
+
+  std::string dir;
+  std::string path;
+};
+
 /// Returns the numbers of the `Put task n...` lines in `out`.
 inline std::vector<int64_t> puts(const std::string& out) {
   std::vector<int64_t> xs;

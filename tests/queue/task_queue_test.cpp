@@ -97,6 +97,20 @@ std::string temp_dir() {
   return tmpl;
 }
 
+// Puts task `x` and has a worker (window 1) take it and wait at `stuck`
+// until the test opens it; then it answers `x * 10`.
+void hold_one_task(troupe::node& n, queue& q, gate& stuck, int64_t x) {
+  spawn_local_worker<int64_t, int64_t>(
+    n, q,
+    [&stuck](int64_t y) {
+      stuck.pass();
+      return y * 10;
+    },
+    1);
+  REQUIRE(q.put(x));
+  REQUIRE(stuck.wait_for_waiting(1));
+}
+
 // Removes the store at `path` (with its WAL, shared memory and lock files)
 // and its directory `dir`.
 void remove_store(const std::string& path, const std::string& dir) {
@@ -203,15 +217,7 @@ TEST_CASE("an expired lease goes to another worker - the late answer is a "
   auto q = make_queue(f.node, opts);
   gate stuck;
   // The first worker holds its task until the test opens the gate.
-  spawn_local_worker<int64_t, int64_t>(
-    f.node, q,
-    [&](int64_t x) {
-      stuck.pass();
-      return x * 10;
-    },
-    1);
-  REQUIRE(q.put(7));
-  REQUIRE(stuck.wait_for_waiting(1));
+  hold_one_task(f.node, q, stuck, 7);
   // A second worker joins; after the lease expires it gets the task.
   spawn_local_worker<int64_t, int64_t>(
     f.node, q, [](int64_t x) { return x * 10; }, 1);
@@ -639,15 +645,7 @@ TEST_CASE("a task in its retry backoff counts as retrying - a late answer of "
   auto q = make_queue(f.node, opts);
   gate stuck;
   // The first worker holds its task past the lease, until the gate opens.
-  spawn_local_worker<int64_t, int64_t>(
-    f.node, q,
-    [&](int64_t x) {
-      stuck.pass();
-      return x * 10;
-    },
-    1);
-  REQUIRE(q.put(7));
-  REQUIRE(stuck.wait_for_waiting(1));
+  hold_one_task(f.node, q, stuck, 7);
   // The second gets the task after the lease expired, and fails it.
   spawn_local_worker<int64_t, int64_t>(
     f.node, q,
