@@ -206,6 +206,15 @@ template <class F>
   return caf::none;
 }
 
+/// Runs a query of one integer (a count) into `out`; on failure returns an
+/// error whose message is `prefix` plus SQLite's.
+[[nodiscard]] caf::error query_int(sqlite3* db, const char* sql,
+                                   const std::string& prefix, uint64_t& out) {
+  return query(db, sql, prefix, [&](sqlite3_stmt* stmt) {
+    out = from_sql(sqlite3_column_int64(stmt, 0));
+  });
+}
+
 /// Returns whether the database holds any table, view or index: an empty
 /// file is a new store, anything else must prove to be a troupe store.
 [[nodiscard]] caf::expected<bool> has_schema(sqlite3* db,
@@ -248,12 +257,10 @@ template <class F>
   };
   auto prefix = "cannot read store " + path + ": ";
   uint64_t tables = 0;
-  if (auto err = query(db,
-                       "SELECT count(*) FROM sqlite_master"
-                       " WHERE type = 'table' AND name = 'meta'",
-                       prefix, [&](sqlite3_stmt* stmt) {
-                         tables = from_sql(sqlite3_column_int64(stmt, 0));
-                       }))
+  if (auto err = query_int(db,
+                           "SELECT count(*) FROM sqlite_master"
+                           " WHERE type = 'table' AND name = 'meta'",
+                           prefix, tables))
     return err;
   if (tables == 0)
     return store_error("store " + path
@@ -332,12 +339,10 @@ template <class F>
 [[nodiscard]] caf::error add_keys(sqlite3* db, const std::string& path) {
   auto prefix = "cannot upgrade store " + path + ": ";
   uint64_t columns = 0;
-  if (auto err = query(db,
-                       "SELECT count(*) FROM pragma_table_info('tasks')"
-                       " WHERE name = 'key'",
-                       prefix, [&](sqlite3_stmt* stmt) {
-                         columns = from_sql(sqlite3_column_int64(stmt, 0));
-                       }))
+  if (auto err = query_int(db,
+                           "SELECT count(*) FROM pragma_table_info('tasks')"
+                           " WHERE name = 'key'",
+                           prefix, columns))
     return err;
   if (columns == 0)
     if (auto err = exec(db, "ALTER TABLE tasks ADD COLUMN key TEXT", prefix))
@@ -360,9 +365,8 @@ template <class F>
       err = query(db, sql, prefix, f);
   };
   auto count = [&](const char* sql, uint64_t& x) {
-    run(sql, [&](sqlite3_stmt* stmt) {
-      x = from_sql(sqlite3_column_int64(stmt, 0));
-    });
+    if (!err)
+      err = query_int(db, sql, prefix, x);
   };
   uint64_t closed = 0;
   uint64_t last_result = 0;
