@@ -127,8 +127,10 @@ struct sync_sub {
 };
 
 // Sends `bytes` on a raw TCP connection to `port` and returns what the
-// server wrote until it closed the connection (at most `patience_ms`).
-std::string raw_exchange(uint16_t port, const std::string& bytes) {
+// server wrote until it closed the connection, or wrote `until` if not
+// empty (at most `patience_ms`).
+std::string raw_exchange(uint16_t port, const std::string& bytes,
+                         const std::string& until = {}) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_in addr{};
@@ -142,6 +144,8 @@ std::string raw_exchange(uint16_t port, const std::string& bytes) {
   auto deadline
     = std::chrono::steady_clock::now() + std::chrono::milliseconds{patience_ms};
   while (std::chrono::steady_clock::now() < deadline) {
+    if (!until.empty() && got.find(until) != std::string::npos)
+      break;
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0)
       continue;
@@ -346,6 +350,51 @@ TEST_CASE("nats client port: garbage and oversized input get -ERR and a close",
   CHECK_THAT(got, Catch::Contains("PONG\r\n"));
   CHECK(f.port->stats().protocol_errors == 4);
   CHECK(f.port->stats().clients == 0);
+}
+
+TEST_CASE("nats client port: with a token or a user and password, only "
+          "clients that send them get in",
+          "[bus][nats][client]") {
+  client_port_options opts;
+  opts.token = "s3cret";
+  opts.user = "alice";
+  opts.password = "pw";
+  opts.auth_timeout = 300ms;
+  fixture f{opts};
+  auto url = "nats://127.0.0.1:" + std::to_string(f.port->port());
+  auto try_connect = [](const std::string& u) {
+    natsOptions* o = nullptr;
+    natsOptions_Create(&o);
+    natsOptions_SetURL(o, u.c_str());
+    natsOptions_SetAllowReconnect(o, false);
+    natsConnection* nc = nullptr;
+    auto s = natsConnection_Connect(&nc, o);
+    natsConnection_Destroy(nc);
+    natsOptions_Destroy(o);
+    return s;
+  };
+  CHECK(try_connect("nats://s3cret@127.0.0.1:" + std::to_string(f.port->port()))
+        == NATS_OK);
+  CHECK(
+    try_connect("nats://alice:pw@127.0.0.1:" + std::to_string(f.port->port()))
+    == NATS_OK);
+  CHECK(try_connect(url) != NATS_OK);
+  CHECK(try_connect("nats://wrong@127.0.0.1:" + std::to_string(f.port->port()))
+        != NATS_OK);
+  CHECK(
+    try_connect("nats://alice:nope@127.0.0.1:" + std::to_string(f.port->port()))
+    != NATS_OK);
+  // Anything before CONNECT, or nothing at all, is refused too; what
+  // follows the refusal is not read.
+  auto got = raw_exchange(f.port->port(), "SUB x 1\r\nPING\r\n");
+  CHECK_THAT(got, Catch::EndsWith("-ERR 'Authorization Violation'\r\n"));
+  CHECK_THAT(got, !Catch::Contains("PONG"));
+  got = raw_exchange(f.port->port(), "");
+  CHECK_THAT(got, Catch::EndsWith("-ERR 'Authentication Timeout'\r\n"));
+  got = raw_exchange(f.port->port(),
+                     "CONNECT {\"auth_token\":\"s3cret\"}\r\nPING\r\n",
+                     "PONG\r\n");
+  CHECK_THAT(got, Catch::Contains("PONG\r\n"));
 }
 
 TEST_CASE("nats client port: plain TCP off loopback is refused - bad limits "

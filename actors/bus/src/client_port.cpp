@@ -62,6 +62,17 @@ bool is_loopback(const std::string& host) {
          || host.rfind("127.", 0) == 0;
 }
 
+// Compares in time that depends on the lengths only, not on where the
+// first difference is.
+bool same_secret(std::string_view x, std::string_view y) {
+  if (x.size() != y.size())
+    return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    diff |= static_cast<unsigned char>(x[i] ^ y[i]);
+  return diff == 0;
+}
+
 } // namespace
 
 // -- one client ---------------------------------------------------------------
@@ -86,6 +97,8 @@ struct connection {
   // -- loop thread only
   bool verbose = false;
   bool pedantic = false;
+  bool authorized = false;
+  clock::time_point opened;
   std::string name;
   std::map<std::string, std::shared_ptr<client_sub>, std::less<>> subs;
   clock::time_point last_read;
@@ -173,12 +186,35 @@ struct client_port::impl {
       {"port", port},
       {"headers", false},
       {"max_payload", opts.max_payload},
+      {"auth_required", auth_required()},
       {"client_id", c.id},
     };
     return "INFO " + info.dump() + "\r\n";
   }
 
+  bool auth_required() const {
+    return !opts.token.empty() || !opts.user.empty();
+  }
+
+  // Checks the credentials of CONNECT's `j`.
+  bool credentials_match(const nlohmann::json& j) const {
+    auto text = [&](const char* key) {
+      auto i = j.find(key);
+      return i != j.end() && i->is_string() ? i->get<std::string>()
+                                            : std::string{};
+    };
+    if (!opts.token.empty() && same_secret(text("auth_token"), opts.token))
+      return true;
+    return !opts.user.empty() && same_secret(text("user"), opts.user)
+           && same_secret(text("pass"), opts.password);
+  }
+
   // -- output
+
+  static bool closing(connection& c) {
+    std::lock_guard<std::mutex> guard{c.mtx};
+    return c.closing;
+  }
 
   // Queues `bytes` for `c` from the loop thread; false if `c` is closing.
   bool queue(connection& c, std::string_view bytes) {
@@ -340,6 +376,13 @@ struct client_port::impl {
       auto i = j.find(key);
       return i != j.end() && i->is_boolean() && i->get<bool>();
     };
+    if (!c.authorized) {
+      if (!credentials_match(j)) {
+        fail(c, "Authorization Violation");
+        return;
+      }
+      c.authorized = true;
+    }
     c.verbose = flag("verbose");
     c.pedantic = flag("pedantic");
     if (auto i = j.find("name"); i != j.end() && i->is_string())
@@ -420,6 +463,12 @@ struct client_port::impl {
 
   void on_op(const std::shared_ptr<connection>& c, const detail::nats_op& op) {
     using detail::nats_op_kind;
+    if (closing(*c))
+      return; // what follows an error is not read
+    if (!c->authorized && op.kind != nats_op_kind::connect) {
+      fail(*c, "Authorization Violation");
+      return;
+    }
     switch (op.kind) {
       case nats_op_kind::connect:
         on_connect(*c, op.json);
@@ -485,6 +534,8 @@ struct client_port::impl {
       c->fd = fd;
       c->id = ++next_id;
       c->last_read = clock::now();
+      c->opened = c->last_read;
+      c->authorized = !auth_required();
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.fd = fd;
@@ -517,10 +568,10 @@ struct client_port::impl {
       auto err
         = c->parser.feed(std::string_view{buf, static_cast<size_t>(n)},
                          [&](const detail::nats_op& op) { on_op(c, op); });
-      if (!err.empty()) {
+      if (!err.empty())
         fail(*c, err);
+      if (closing(*c))
         break;
-      }
       if (static_cast<size_t>(n) < sizeof(buf))
         break;
     }
@@ -531,9 +582,16 @@ struct client_port::impl {
   void check_silence() {
     auto now = clock::now();
     std::vector<std::shared_ptr<connection>> due;
+    std::vector<std::shared_ptr<connection>> unauthorized;
     for (auto& [fd, c] : conns)
-      if (now - c->last_read >= opts.ping_interval)
+      if (!c->authorized && now - c->opened >= opts.auth_timeout)
+        unauthorized.push_back(c);
+      else if (now - c->last_read >= opts.ping_interval)
         due.push_back(c);
+    for (auto& c : unauthorized) {
+      fail(*c, "Authentication Timeout");
+      flush(c);
+    }
     for (auto& c : due) {
       if (c->pings_out >= opts.max_pings_out) {
         fail(*c, "Stale Connection");

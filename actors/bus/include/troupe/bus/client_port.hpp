@@ -35,6 +35,14 @@ struct client_port_options {
   /// Subscriptions of one client, and clients at once.
   size_t max_subscriptions = 65536;
   size_t max_connections = 4096;
+  /// Credentials a client must send in CONNECT (`auth_token`, or `user`
+  /// and `pass`) within `auth_timeout`; none set: no authentication. A
+  /// client that sends anything else first, or wrong credentials, gets
+  /// `-ERR 'Authorization Violation'` and is cut off.
+  std::string token;
+  std::string user;
+  std::string password;
+  caf::timespan auth_timeout = std::chrono::seconds{2};
   /// The server pings a client that has been silent this long; a client
   /// that leaves `max_pings_out` pings unanswered is cut off
   /// (`-ERR 'Stale Connection'`).
@@ -70,7 +78,8 @@ struct client_port_stats {
 /// // nats pub orders.eu.created hi   -> b's subscribers of orders.>
 /// ```
 ///
-/// Supported: INFO, CONNECT (verbose, pedantic, name), PUB, SUB with and
+/// Supported: INFO, CONNECT (verbose, pedantic, name, auth_token, user,
+/// pass), PUB, SUB with and
 /// without queue group, UNSUB with a message count, MSG, PING/PONG both
 /// ways, +OK and -ERR. One thread serves every client.
 ///
