@@ -397,6 +397,71 @@ TEST_CASE("nats client port: with a token or a user and password, only "
   CHECK_THAT(got, Catch::Contains("PONG\r\n"));
 }
 
+TEST_CASE("nats client port: a client that does not read is a slow consumer: "
+          "told, counted and cut off",
+          "[bus][nats][client]") {
+  client_port_options opts;
+  opts.max_payload = 1024;
+  opts.max_pending = 64 * 1024;
+  fixture f{opts};
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(f.port->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  std::string hello = "SUB flood 1\r\nPING\r\n";
+  REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) > 0);
+  // Read up to the PONG: the subscription is in place.
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (got.find("PONG\r\n") == std::string::npos
+         && std::chrono::steady_clock::now() < deadline) {
+    char buf[4096];
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      auto n = ::recv(fd, buf, sizeof(buf), 0);
+      REQUIRE(n > 0);
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
+  REQUIRE(got.find("PONG\r\n") != std::string::npos);
+  // Now it stops reading; publish until the port gives up on it.
+  std::string payload(1000, 'x');
+  deadline = std::chrono::steady_clock::now() + 20s;
+  while (f.port->stats().slow_consumers == 0
+         && std::chrono::steady_clock::now() < deadline)
+    REQUIRE_FALSE(f.b.publish("flood", payload));
+  CHECK(f.port->stats().slow_consumers == 1);
+  auto st = f.port->stats();
+  CHECK(st.dropped >= 1);
+  // What it finds when it reads at last: the messages that fit, then the
+  // notice, then the end of the connection.
+  got.clear();
+  deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    char buf[65536];
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0)
+      continue;
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  CHECK_THAT(got, Catch::EndsWith("-ERR 'Slow Consumer'\r\n"));
+  // It read in full every message counted as delivered: the others are
+  // counted as lost.
+  size_t frames = 0;
+  const std::string frame = "MSG flood 1 1000\r\n" + payload + "\r\n";
+  for (size_t pos = 0; got.compare(pos, frame.size(), frame) == 0;
+       pos += frame.size())
+    ++frames;
+  CHECK(frames == st.out_msgs);
+}
+
 TEST_CASE("nats client port: plain TCP off loopback is refused - bad limits "
           "too",
           "[bus][nats][client]") {

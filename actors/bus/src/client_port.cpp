@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -107,6 +108,20 @@ struct connection {
   // -- shared with the subscription callbacks, under `mtx`
   std::mutex mtx;
   std::string out;
+  // Bytes ever appended to `out`, and ever written from it; the end (in
+  // appended bytes) of each MSG frame not yet written in full, so that a
+  // cut-off client's lost messages can be counted.
+  uint64_t appended = 0;
+  uint64_t sent = 0;
+  std::deque<uint64_t> frame_ends;
+
+  // Appends `bytes` to `out`; the caller holds `mtx`.
+  void append(std::string_view bytes, bool frame = false) {
+    out.append(bytes.data(), bytes.size());
+    appended += bytes.size();
+    if (frame)
+      frame_ends.push_back(appended);
+  }
   bool closing = false; // no more output is queued; close once written
   bool cut = false;     // close without writing what waits
 
@@ -221,7 +236,7 @@ struct client_port::impl {
     std::lock_guard<std::mutex> guard{c.mtx};
     if (c.closing)
       return false;
-    c.out.append(bytes.data(), bytes.size());
+    c.append(bytes);
     return true;
   }
 
@@ -231,9 +246,9 @@ struct client_port::impl {
       std::lock_guard<std::mutex> guard{c.mtx};
       if (c.closing)
         return;
-      c.out += "-ERR '";
-      c.out.append(what.data(), what.size());
-      c.out += "'\r\n";
+      c.append("-ERR '");
+      c.append(what);
+      c.append("'\r\n");
       c.closing = true;
     }
     ++protocol_errors;
@@ -266,6 +281,9 @@ struct client_port::impl {
           break;
         }
         c->out.erase(0, written);
+        c->sent += written;
+        while (!c->frame_ends.empty() && c->frame_ends.front() <= c->sent)
+          c->frame_ends.pop_front();
         pending = !c->out.empty();
         done = c->closing && !pending;
       }
@@ -284,6 +302,13 @@ struct client_port::impl {
     return true;
   }
 
+  // Ends a client's subscription; what the bus dropped for it (its buffer
+  // was full) counts as lost.
+  void end_sub(client_sub& s) {
+    s.handle.unsubscribe();
+    dropped += s.handle.stats().dropped;
+  }
+
   // Unsubscribes everything of `c` and closes its socket.
   void drop(connection& c) {
     {
@@ -291,7 +316,7 @@ struct client_port::impl {
       c.closing = true;
     }
     for (auto& [sid, s] : c.subs)
-      s->handle.unsubscribe();
+      end_sub(*s);
     c.subs.clear();
     if (c.fd >= 0) {
       ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
@@ -340,23 +365,29 @@ struct client_port::impl {
     frame += "\r\n";
     bool first = false;
     bool slow = false;
+    size_t lost = 0;
     {
       std::lock_guard<std::mutex> guard{c->mtx};
       if (c->closing)
         return;
       if (c->out.size() + frame.size() > opts.max_pending) {
         // A slow consumer: nats-server's answer, it is cut off.
+        // What waits is lost with this message, and counted.
         slow = true;
-        c->out = "-ERR 'Slow Consumer'\r\n";
+        lost = c->frame_ends.size() + 1;
+        c->frame_ends.clear();
+        c->out.clear();
+        c->append("-ERR 'Slow Consumer'\r\n");
         c->closing = true;
       } else {
         first = c->out.empty();
-        c->out += frame;
+        c->append(frame, true);
       }
     }
     if (slow) {
       ++slow_consumers;
-      ++dropped;
+      dropped += lost;
+      out_msgs -= lost - 1; // counted when queued, but never written
       post(c);
       return;
     }
@@ -432,7 +463,7 @@ struct client_port::impl {
       auto& s = *i->second;
       if (op.max_msgs == 0
           || s.delivered.load(std::memory_order_relaxed) >= op.max_msgs) {
-        s.handle.unsubscribe();
+        end_sub(s);
         c.subs.erase(i);
       } else {
         s.max = op.max_msgs;
@@ -500,7 +531,7 @@ struct client_port::impl {
       auto& s = *i->second;
       auto max = s.max.load(std::memory_order_relaxed);
       if (max != 0 && s.delivered.load(std::memory_order_relaxed) >= max) {
-        s.handle.unsubscribe();
+        end_sub(s);
         i = c.subs.erase(i);
       } else {
         ++i;

@@ -56,12 +56,15 @@ struct client_port_stats {
   uint64_t clients = 0;
   uint64_t clients_total = 0;
   /// Messages (and their payload bytes) published by clients, and
-  /// delivered to them.
+  /// delivered to them (written, or waiting to be; bytes: queued).
   uint64_t in_msgs = 0;
   uint64_t in_bytes = 0;
   uint64_t out_msgs = 0;
   uint64_t out_bytes = 0;
-  /// Clients cut off as slow consumers, and the messages they lost.
+  /// Clients cut off as slow consumers, and the messages clients lost: those
+  /// waiting for a slow consumer when it was cut off, and those the bus
+  /// dropped for a subscription whose buffer was full (counted when the
+  /// subscription ends).
   uint64_t slow_consumers = 0;
   uint64_t dropped = 0;
   /// Connections ended for breaking the protocol or a limit.
