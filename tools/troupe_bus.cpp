@@ -295,10 +295,10 @@ int serve(node& n, const bus_config& cfg, const std::string& prog, bool answer,
   // down with them), and those this subscription dropped itself.
   troupe::bus::cluster_options copts;
   copts.on_loss = [&prog](const troupe::bus::cluster_loss& x) {
-    std::fprintf(stderr,
-                 "%s: lost %llu messages (node '%s' dropped them: %s)\n",
+    std::fprintf(stderr, "%s: lost %llu message%s (node '%s' dropped %s: %s)\n",
                  prog.c_str(), static_cast<unsigned long long>(x.count),
-                 x.peer.c_str(), x.why.c_str());
+                 x.count == 1 ? "" : "s", x.peer.c_str(),
+                 x.count == 1 ? "it" : "them", x.why.c_str());
   };
   bus_cluster c{n, b, cfg, copts};
   if (!link(c, cfg, prog.c_str())) {
@@ -312,10 +312,10 @@ int serve(node& n, const bus_config& cfg, const std::string& prog, bool answer,
     auto now = sub->stats().dropped;
     if (now > dropped)
       std::fprintf(stderr,
-                   "%s: lost %llu messages (slow consumer: the "
+                   "%s: lost %llu message%s (slow consumer: the "
                    "subscription's buffer stayed full)\n",
-                   prog.c_str(),
-                   static_cast<unsigned long long>(now - dropped));
+                   prog.c_str(), static_cast<unsigned long long>(now - dropped),
+                   now - dropped == 1 ? "" : "s");
     dropped = now;
   };
   // Until `done` is set (by the callback) or the node stops (signal).

@@ -321,7 +321,7 @@ TEST_CASE("bus programs: a subscriber frozen until its node drops it says "
     explain("the node did not drop the frozen subscriber");
   sub->send_signal(SIGCONT);
   // It relinks, and the node tells it how many it routed over the old link.
-  if (!sub->wait_for_stderr(" messages (node '", patience))
+  if (!sub->wait_for_stderr(" (node '", patience))
     explain("the subscriber did not report its loss");
   // A last message, after everything that arrived over the old link.
   child_process end{args{bin("troupe"), "pub", "flood", "end", "--connect",
