@@ -311,14 +311,6 @@ bool link(bus_cluster& c, const bus_config& cfg, const char* prog) {
   return true;
 }
 
-/// Blocks until `done` is set (by a callback) or the node stops (signal).
-/// Callbacks do not stop the node themselves: what they published must
-/// reach the link first (`bus_cluster::flush`).
-void wait_until(node& n, const std::atomic<bool>& done) {
-  while (!done && !n.wait_for_stop(100ms))
-    ;
-}
-
 /// A `bus_config` for kind `K` that `troupe::run` can default-construct.
 template <kind K>
 struct kind_config : bus_config {
@@ -367,14 +359,41 @@ int serve(node& n, const bus_config& cfg, const std::string& prog, bool answer,
     n.stop();
     return 2;
   }
-  bus_cluster c{n, b, cfg};
+  // Messages lost on their way here, as the node we link to counts them
+  // (it dropped them: this process was too slow or frozen, or the link went
+  // down with them), and those this subscription dropped itself.
+  troupe::bus::cluster_options copts;
+  copts.on_loss = [&prog](const troupe::bus::cluster_loss& x) {
+    std::fprintf(stderr, "%s: lost %llu message%s (node '%s' dropped %s: %s)\n",
+                 prog.c_str(), static_cast<unsigned long long>(x.count),
+                 x.count == 1 ? "" : "s", x.peer.c_str(),
+                 x.count == 1 ? "it" : "them", x.why.c_str());
+  };
+  bus_cluster c{n, b, cfg, copts};
   if (!link(c, cfg, prog.c_str())) {
     n.stop();
     return 1;
   }
   std::fprintf(stderr, "%s '%s' at %s\n", banner, pattern.c_str(),
                cfg.peers.front().text().c_str());
-  wait_until(n, done);
+  uint64_t dropped = 0;
+  auto check_drops = [&] {
+    auto now = sub->stats().dropped;
+    if (now > dropped)
+      std::fprintf(stderr,
+                   "%s: lost %llu message%s (slow consumer: the "
+                   "subscription's buffer stayed full)\n",
+                   prog.c_str(), static_cast<unsigned long long>(now - dropped),
+                   now - dropped == 1 ? "" : "s");
+    dropped = now;
+  };
+  // Until `done` is set (by the callback) or the node stops (signal).
+  // Callbacks do not stop the node themselves: what they published must
+  // reach the link first (`bus_cluster::flush`).
+  while (!done && !n.wait_for_stop(100ms))
+    check_drops();
+  if (!done)
+    check_drops();
   sub->unsubscribe();
   // The last reply may still be in the link's buffer.
   static_cast<void>(c.flush(5s));
@@ -455,6 +474,17 @@ int bus_pub(const std::string& prog, const args_list& args) {
       }
       if (auto err = c.flush(cfg.connect_timeout + 10s); err && rc == 0) {
         std::fprintf(stderr, "%s: %s\n", prog.c_str(), error_text(err).c_str());
+        rc = 1;
+      }
+      // Messages that never left this process: the link's buffer stayed
+      // full (the node did not take them), or the link went down.
+      if (auto dropped = c.stats().dropped; dropped > 0 && rc == 0) {
+        std::fprintf(stderr,
+                     "%s: %llu of %llu messages dropped: the link to %s did "
+                     "not take them\n",
+                     prog.c_str(), static_cast<unsigned long long>(dropped),
+                     static_cast<unsigned long long>(cfg.count),
+                     cfg.peers.front().text().c_str());
         rc = 1;
       }
     }

@@ -860,6 +860,7 @@ TEST_CASE_METHOD(fixture,
 TEST_CASE("every bus error code has a name", "[bus][errc]") {
   CHECK(to_string(errc::invalid_subject) == "invalid_subject");
   CHECK(to_string(errc::no_responders) == "no_responders");
+  CHECK(to_string(errc::link_lost) == "link_lost");
   CHECK(to_string(static_cast<errc>(200)) == "errc(200)");
 }
 

@@ -289,6 +289,61 @@ TEST_CASE("bus programs: a frozen node does not hold up publishers and "
   REQUIRE(far->wait_for_stdout("ticks: second", patience));
 }
 
+TEST_CASE("bus programs: a subscriber frozen until its node drops it says "
+          "how many messages it lost") {
+  // The node drops a peer silent for 10 s here (default 3 s): time for the
+  // publishers below, even on a loaded machine.
+  auto node = start_node({}, 0, {"--middleman.connection-timeout=10s"});
+  auto sub = start_sub(node, "flood");
+  // Frozen before the flood: the node sends it at most 4 batches (its
+  // window) and holds the rest until it drops the silent link; what was
+  // already in the socket still arrives when it thaws. One batch per
+  // publisher at least, so the fifth's messages are certainly held back.
+  sub->send_signal(SIGSTOP);
+  constexpr int publishers = 5;
+  constexpr int each = 20'000;
+  constexpr int n = publishers * each;
+  for (int i = 0; i < publishers; ++i) {
+    auto r = pub(node, "flood", "m {n}", {"--count", std::to_string(each)});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+  // On failure: what the node and the subscriber said.
+  auto explain = [&](const char* what) {
+    sub->send_signal(SIGKILL);
+    node.proc->send_signal(SIGKILL);
+    auto s = sub->wait(patience);
+    auto nd = node.proc->wait(patience);
+    FAIL(what << "\nsub printed " << lines(s.out).size()
+              << " lines and said: " << s.err << "\nnode said: " << nd.err);
+  };
+  if (!node.proc->wait_for_stderr("lost peer 'sub-", patience))
+    explain("the node did not drop the frozen subscriber");
+  sub->send_signal(SIGCONT);
+  // It relinks, and the node tells it how many it routed over the old link.
+  if (!sub->wait_for_stderr(" (node '", patience))
+    explain("the subscriber did not report its loss");
+  // A last message, after everything that arrived over the old link.
+  child_process end{args{bin("troupe"), "pub", "flood", "end", "--connect",
+                         at(node.port), "--wait-for-subscriber", "30s"}};
+  if (!sub->wait_for_stdout("flood: end\n", patience))
+    explain("the last message did not arrive");
+  CHECK(end.wait(patience).exit_code == 0);
+  sub->send_signal(SIGTERM);
+  auto res = sub->wait(patience);
+  INFO(res.err);
+  uint64_t lost = 0;
+  for (auto& line : lines(res.err)) {
+    auto at_lost = line.find(": lost ");
+    if (at_lost != std::string::npos && line.rfind("troupe sub", 0) == 0)
+      lost += std::stoull(line.substr(at_lost + 7));
+  }
+  auto got = lines(res.out).size() - 1; // not 'end'
+  CHECK(lost > 0);
+  CHECK(got + lost == n);
+  CHECK_THAT(res.err, Catch::Contains("its link to this node was lost"));
+}
+
 TEST_CASE("bus programs: request and reply across nodes with and without "
           "responders") {
   auto a = start_node();
@@ -315,6 +370,18 @@ TEST_CASE("bus programs: request and reply across nodes with and without "
   CHECK(late.exit_code == 1);
   CHECK(late.err.find("300ms") != std::string::npos);
   CHECK(mute->wait_for_stdout("mute: hi", patience));
+  // The node of a responder that never answers dies: the request, two links
+  // away, fails at once, not after its 60 s.
+  child_process waiting{args{bin("troupe"), "request", "mute", "again",
+                             "--connect", at(a.port), "--timeout", "60s"}};
+  CHECK(mute->wait_for_stdout("mute: again", patience));
+  b.proc->send_signal(SIGKILL);
+  auto lost = waiting.wait(patience);
+  INFO(lost.err);
+  CHECK(lost.exit_code == 1);
+  CHECK_FALSE(lost.timed_out);
+  CHECK_THAT(lost.err, Catch::Contains("lost the request on 'mute'"));
+  CHECK_THAT(lost.err, Catch::Contains("lost the link to peer 'node-"));
 }
 
 TEST_CASE("bus programs: TLS links with one cluster key and refusals with "

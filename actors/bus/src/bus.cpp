@@ -51,6 +51,14 @@ std::string to_string(bus_overflow x) {
 
 bus_router::~bus_router() = default;
 
+size_t bus_router::route_request(const bus_message_view& msg,
+                                 const std::vector<std::string_view>& served,
+                                 const std::shared_ptr<request_tracker>&) {
+  return route(msg, served);
+}
+
+request_tracker::~request_tracker() = default;
+
 // -- bus_subscription ---------------------------------------------------------
 
 bus_subscription::bus_subscription() noexcept = default;

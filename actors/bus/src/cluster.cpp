@@ -282,6 +282,7 @@ cluster_stats bus_cluster::stats() const {
   out.received = core_->received.load();
   out.dropped = core_->dropped.load();
   out.link_losses = core_->losses.load();
+  out.lost = core_->lost.load();
   std::shared_lock<std::shared_mutex> guard{core_->table_mtx};
   for (auto& [lid, l] : core_->links)
     out.peers += l->up ? 1 : 0;

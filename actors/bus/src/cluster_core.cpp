@@ -36,11 +36,22 @@ size_t cluster_core::route(const bus_message_view& msg,
   return forward(msg, 0, true, served_groups, 0, true);
 }
 
+size_t
+cluster_core::route_request(const bus_message_view& msg,
+                            const std::vector<std::string_view>& served_groups,
+                            const std::shared_ptr<request_tracker>& t) {
+  if (closed.load(std::memory_order_relaxed))
+    return 0;
+  return forward(msg, 0, true, served_groups, 0, true, true, nullptr, &t);
+}
+
 size_t cluster_core::forward(const bus_message_view& msg, uint64_t from,
                              bool plain,
                              const std::vector<std::string_view>& groups,
                              uint8_t hops, bool all_groups, bool may_wait,
-                             bool* over_limit) {
+                             bool* over_limit,
+                             const std::shared_ptr<request_tracker>* req,
+                             std::vector<uint64_t>* to) {
   struct target {
     cluster_link* link;
     bool plain = false;
@@ -93,8 +104,12 @@ size_t cluster_core::forward(const bus_message_view& msg, uint64_t from,
   for (auto& t : targets) {
     if (!t.plain && t.groups.empty())
       continue;
-    if (append(*t.link, msg, hops, t.plain, t.groups, may_wait, over_limit))
+    if (append(*t.link, msg, hops, t.plain, t.groups, may_wait, over_limit,
+               req)) {
       ++n;
+      if (to != nullptr)
+        to->push_back(t.link->id);
+    }
   }
   return n;
 }
@@ -102,7 +117,8 @@ size_t cluster_core::forward(const bus_message_view& msg, uint64_t from,
 bool cluster_core::append(cluster_link& l, const bus_message_view& msg,
                           uint8_t hops, bool plain,
                           const std::vector<std::string_view>& groups,
-                          bool may_wait, bool* over_limit) {
+                          bool may_wait, bool* over_limit,
+                          const std::shared_ptr<request_tracker>* req) {
   std::unique_lock<std::mutex> guard{l.mtx};
   if (l.buf.size() >= opts.link_buffer) {
     if (!may_wait) {
@@ -112,12 +128,14 @@ bool cluster_core::append(cluster_link& l, const bus_message_view& msg,
         *over_limit = true;
     } else if (l.stalled) {
       dropped.fetch_add(1, std::memory_order_relaxed);
+      ++l.destined;
       return false;
     } else if (!l.room.wait_for(guard, opts.max_wait, [&] {
                  return l.dead || l.buf.size() < opts.link_buffer;
                })) {
       l.stalled = true;
       dropped.fetch_add(1, std::memory_order_relaxed);
+      ++l.destined;
       return false;
     }
   }
@@ -127,6 +145,16 @@ bool cluster_core::append(cluster_link& l, const bus_message_view& msg,
   }
   encode_record(l.buf, msg, hops, plain, groups);
   ++l.buffered;
+  ++l.destined;
+  if (req != nullptr) {
+    (*req)->forwarded();
+    if (l.requests.size() >= l.prune_requests_at) {
+      for (auto i = l.requests.begin(); i != l.requests.end();)
+        i = i->second.expired() ? l.requests.erase(i) : std::next(i);
+      l.prune_requests_at = std::max(size_t{1024}, 2 * l.requests.size());
+    }
+    l.requests[std::string{msg.reply_to}] = *req;
+  }
   if (!l.flush_pending) {
     l.flush_pending = true;
     guard.unlock();

@@ -16,12 +16,14 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -61,9 +63,28 @@ struct cluster_link {
   bool flush_pending = false;
   bool stalled = false;
   bool dead = false;
+  /// Records routed to this link: appended, or dropped while it was alive
+  /// (`max_wait`). Each batch tells the peer the count so far, so that it
+  /// can count what never arrived.
+  uint64_t destined = 0;
+  /// This node's requests that went over this link, by reply subject: told
+  /// when the link goes down or the peer says it lost one.
+  std::unordered_map<std::string, std::weak_ptr<request_tracker>> requests;
+  size_t prune_requests_at = 1024;
 
   // -- the router's alone --
   uint32_t inflight = 0;
+  /// Records in the batches the peer acknowledged.
+  uint64_t acked = 0;
+  /// `destined` as the last batch told the peer (written under `mtx`).
+  uint64_t told = 0;
+  /// Inbound: the peer's id for this link, the records that arrived, the
+  /// highest count the peer said it routed here, and what of the gap was
+  /// reported as lost already.
+  uint64_t peer_link = 0;
+  uint64_t received = 0;
+  uint64_t peer_destined = 0;
+  uint64_t reported = 0;
 };
 
 /// The state publishers and the router share; also the bus's router hook.
@@ -86,6 +107,10 @@ public:
   size_t route(const bus_message_view& msg,
                const std::vector<std::string_view>& served_groups) override;
 
+  size_t route_request(const bus_message_view& msg,
+                       const std::vector<std::string_view>& served_groups,
+                       const std::shared_ptr<request_tracker>& t) override;
+
   // -- routing ----------------------------------------------------------------
 
   /// Hands `msg` to every link but `from` that wants it: plain subscribers
@@ -93,16 +118,22 @@ public:
   /// (those were served), else only those in `groups`. Returns the number
   /// of links it went to. `may_wait`: whether a full buffer may make the
   /// caller wait (publishers) or not (the router, which empties them).
+  /// `t`: a request of this node's bus, told of each link it went over;
+  /// `to`: filled with the ids of the links it went to.
   size_t forward(const bus_message_view& msg, uint64_t from, bool plain,
                  const std::vector<std::string_view>& groups, uint8_t hops,
                  bool all_groups, bool may_wait = true,
-                 bool* over_limit = nullptr);
+                 bool* over_limit = nullptr,
+                 const std::shared_ptr<request_tracker>* t = nullptr,
+                 std::vector<uint64_t>* to = nullptr);
 
   /// Appends one record to `l`'s buffer; wakes the router if the buffer was
-  /// empty. Returns false if the message was dropped.
+  /// empty. Returns false if the message was dropped. Records `t` (if any)
+  /// as carried by `l`.
   bool append(cluster_link& l, const bus_message_view& msg, uint8_t hops,
               bool plain, const std::vector<std::string_view>& groups,
-              bool may_wait, bool* over_limit);
+              bool may_wait, bool* over_limit,
+              const std::shared_ptr<request_tracker>* t);
 
   /// Returns whether a link advertises interest matching `subject`.
   bool interested(std::string_view subject);
@@ -136,6 +167,7 @@ public:
   std::atomic<uint64_t> received{0};
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint64_t> losses{0};
+  std::atomic<uint64_t> lost{0};
 
   // Waiters of `connect` and `wait_for_interest`.
   std::mutex wait_mtx;

@@ -4,9 +4,11 @@
 #include "cluster_router.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <shared_mutex>
 #include <string_view>
+#include <unordered_map>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -29,11 +31,28 @@ namespace {
 
 // Between routers: `(bus_hello, version, name, id, advertised)` answered by
 // the same tuple (or an error: refused); `(bus_interest, added, pattern,
-// group)`; `(bus_batch, bytes)` answered by `bus_ack`.
+// group)`; `(bus_batch, link, destined, bytes)` answered by `bus_ack`:
+// `link` is the sender's id of the link, `destined` the number of records
+// it routed over it so far, this batch's included (the receiver counts the
+// gap as lost); `(bus_tally, node, name, link, destined, why)`: the first
+// message on a link to a peer whose earlier link (`link`) went down with
+// records unacknowledged: how many records it had routed over that one;
+// `(bus_nack, reply_to, why, maybe_delivered)`: the request with that reply
+// subject, which came over this link, is lost (every link it went on from
+// here went down, or nothing here matched it).
 using bus_hello_atom = caf::atom_constant<caf::atom("bushello")>;
 using bus_interest_atom = caf::atom_constant<caf::atom("businter")>;
 using bus_batch_atom = caf::atom_constant<caf::atom("busbatch")>;
 using bus_ack_atom = caf::atom_constant<caf::atom("busack")>;
+using bus_tally_atom = caf::atom_constant<caf::atom("bustally")>;
+using bus_nack_atom = caf::atom_constant<caf::atom("busnack")>;
+
+// Bounds on the bookkeeping of losses: requests relayed (kept until a reply
+// passes, or this long), and tallies of lost links kept for a peer that may
+// come back.
+constexpr size_t max_relayed = 65536;
+constexpr auto relayed_ttl = std::chrono::minutes(10);
+constexpr size_t max_tallies = 1024;
 
 // A message that has crossed this many links is dropped: links form a tree,
 // so only a loop made by a race between two connects could get there.
@@ -154,23 +173,29 @@ void send_batches(router_ptr self, const link_ptr& l) {
   while (l->inflight < st.core->opts.window) {
     std::string out;
     size_t n = 0;
+    uint64_t destined = 0;
     {
       std::lock_guard<std::mutex> guard{l->mtx};
-      if (l->dead || l->buf.empty()) {
+      // An empty batch, too, if publishers dropped records for the link
+      // since the last one: it tells the peer they are lost.
+      if (l->dead || (l->buf.empty() && l->destined == l->told)) {
         l->flush_pending = false;
         break;
       }
       out.swap(l->buf);
       n = l->buffered;
+      destined = l->destined;
       l->buffered = 0;
       l->stalled = false;
       l->buf.reserve(std::min(out.size(), st.core->opts.link_buffer));
     }
     l->room.notify_all();
+    l->told = destined;
     ++l->inflight;
     auto lid = l->id;
     self
-      ->request(l->remote, caf::infinite, bus_batch_atom::value, std::move(out))
+      ->request(l->remote, caf::infinite, bus_batch_atom::value, lid, destined,
+                std::move(out))
       .then(
         [=](bus_ack_atom) {
           auto& s = self->state;
@@ -179,6 +204,7 @@ void send_batches(router_ptr self, const link_ptr& l) {
           if (i == s.links.end())
             return;
           --i->second->inflight;
+          i->second->acked += n;
           send_batches(self, i->second);
           check_waiters(self);
         },
@@ -199,6 +225,114 @@ void send_batches(router_ptr self, const link_ptr& l) {
   check_waiters(self);
 }
 
+/// Names link `l` in messages: "peer 'NAME' at ADDRESS".
+std::string peer_text(const cluster_link& l) {
+  return "peer '" + l.name + "'"
+         + (l.address.empty() ? "" : " at " + l.address);
+}
+
+/// Peer `l` dropped `n` records it had routed to this node, for `why`.
+void report_loss(router_ptr self, const std::string& name, uint64_t n,
+                 const std::string& why) {
+  auto& core = *self->state.core;
+  core.lost.fetch_add(n, std::memory_order_relaxed);
+  troupe::log(self->system())
+    .warn("bus: peer '{}' dropped {} messages for this node: {}", name, n, why);
+  if (core.opts.on_loss)
+    core.opts.on_loss(cluster_loss{name, n, why});
+}
+
+/// Erases the oldest entries of `xs` (by `seq`) until it has room.
+template <class Map>
+void make_room(Map& xs) {
+  while (xs.size() >= max_tallies) {
+    auto oldest = xs.begin();
+    for (auto i = xs.begin(); i != xs.end(); ++i)
+      if (i->second.seq < oldest->second.seq)
+        oldest = i;
+    xs.erase(oldest);
+  }
+}
+
+/// Tells link `from` (if it is still there) that its request with reply
+/// subject `reply_to` is lost.
+void nack(router_ptr self, uint64_t from, const std::string& reply_to,
+          const std::string& why, bool maybe) {
+  auto& st = self->state;
+  if (auto i = st.links.find(from); i != st.links.end())
+    self->send(i->second->remote, bus_nack_atom::value, reply_to, why, maybe);
+}
+
+/// Link `lid` lost the relayed request `reply_to` (or, with an empty
+/// `reply_to`, every relayed request that went over it).
+void relayed_lost(router_ptr self, uint64_t lid, const std::string& reply_to,
+                  const std::string& why, bool maybe) {
+  auto& st = self->state;
+  auto lose = [&](router_state::relayed_request& r) {
+    auto j = std::find(r.links.begin(), r.links.end(), lid);
+    if (j == r.links.end())
+      return false;
+    r.links.erase(j);
+    r.maybe = r.maybe || maybe;
+    r.why = r.why.empty() ? why : r.why + "; " + why;
+    return r.links.empty();
+  };
+  if (!reply_to.empty()) {
+    auto i = st.relayed.find(reply_to);
+    if (i != st.relayed.end() && lose(i->second)) {
+      nack(self, i->second.from, reply_to, i->second.why, i->second.maybe);
+      st.relayed.erase(i);
+    }
+    return;
+  }
+  for (auto i = st.relayed.begin(); i != st.relayed.end();) {
+    if (i->second.from == lid) {
+      i = st.relayed.erase(i); // nobody left to tell
+    } else if (lose(i->second)) {
+      nack(self, i->second.from, i->first, i->second.why, i->second.maybe);
+      i = st.relayed.erase(i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+/// Remembers a request from link `from`, forwarded over `links`.
+void relay(router_ptr self, uint64_t from, std::string_view reply_to,
+           std::vector<uint64_t> links) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  while (!st.relayed_order.empty()) {
+    auto& [key, seq] = st.relayed_order.front().second;
+    auto i = st.relayed.find(key);
+    auto live = i != st.relayed.end() && i->second.seq == seq;
+    if (live && st.relayed.size() < max_relayed
+        && now - st.relayed_order.front().first <= relayed_ttl)
+      break;
+    if (live)
+      st.relayed.erase(i);
+    st.relayed_order.pop_front();
+  }
+  auto seq = st.next_seq++;
+  auto& r = st.relayed[std::string{reply_to}];
+  r = {from, std::move(links), false, {}, seq};
+  st.relayed_order.emplace_back(now,
+                                std::make_pair(std::string{reply_to}, seq));
+}
+
+/// Link `l` is up: tells the peer how many records the last link to it
+/// that went down had routed to it, if not all of them were acknowledged.
+void link_up(router_ptr self, const link_ptr& l) {
+  auto& st = self->state;
+  auto i = st.owed.find(l->node);
+  if (i == st.owed.end())
+    return;
+  self->send(l->remote, bus_tally_atom::value, st.core->id,
+             st.core->host.name(), i->second.link, i->second.destined,
+             i->second.why);
+  st.owed.erase(i);
+}
+
 /// Removes link `lid` and what it advertised; a dialled link is redialled.
 void drop_link(router_ptr self, uint64_t lid, const std::string& why,
                bool clean = false, bool transient = true) {
@@ -207,14 +341,25 @@ void drop_link(router_ptr self, uint64_t lid, const std::string& why,
   if (i == st.links.end())
     return;
   auto l = i->second;
+  uint64_t unacked = 0;
+  {
+    std::lock_guard<std::mutex> guard{l->mtx};
+    unacked = l->destined - l->acked;
+  }
   if (l->up && clean) {
     troupe::log(self->system()).info("bus: peer '{}' left", l->name);
   } else if (l->up) {
     st.core->losses.fetch_add(1, std::memory_order_relaxed);
     troupe::log(self->system())
-      .warn("bus: lost peer '{}'{}: {}", l->name,
-            l->address.empty() ? "" : " at " + l->address, why);
+      .warn("bus: lost peer '{}'{}: {}{}", l->name,
+            l->address.empty() ? "" : " at " + l->address, why,
+            unacked == 0 ? std::string{}
+                         : "; " + std::to_string(unacked)
+                             + " messages for it were not acknowledged "
+                               "(the peer hears how many once it is back)");
   }
+  std::unordered_map<std::string, std::weak_ptr<request_tracker>> requests;
+  uint64_t destined = 0;
   {
     std::lock_guard<std::mutex> guard{l->mtx};
     l->dead = true;
@@ -222,8 +367,33 @@ void drop_link(router_ptr self, uint64_t lid, const std::string& why,
     l->buffered = 0;
     l->buf.clear();
     l->buf.shrink_to_fit();
+    requests.swap(l->requests);
+    destined = l->destined;
   }
   l->room.notify_all();
+  // The requests that went over it fail now, unless they went elsewhere
+  // too; so do those this node relayed over it alone.
+  auto lost_link = "lost the link to " + peer_text(*l) + ": " + why;
+  for (auto& [reply_to, weak] : requests)
+    if (auto t = weak.lock())
+      t->lost(lost_link, true);
+  relayed_lost(self, lid, {}, lost_link, true);
+  // What it owes the peer, and what the peer may tell us, once it is back.
+  if (l->up && l->node != 0) {
+    if (destined > l->acked) {
+      make_room(st.owed);
+      st.owed[l->node] = {lid, destined,
+                          "its link to this node was lost with them on their "
+                          "way ("
+                            + why + ")",
+                          st.next_seq++};
+    }
+    if (l->peer_link != 0) {
+      make_room(st.closed_in);
+      st.closed_in[l->node]
+        = {l->peer_link, l->received, l->reported, st.next_seq++};
+    }
+  }
   // What it advertised: its interest and the nodes behind it.
   std::vector<interest_key> advertised;
   for (auto& [key, srcs] : st.sources)
@@ -300,13 +470,16 @@ void take_interest(router_ptr self, const link_ptr& l,
 }
 
 /// Delivers and forwards the records of a batch from link `from`; returns
-/// whether a buffer went over its limit.
-bool take_batch(router_ptr self, uint64_t from, const std::string& data) {
+/// whether a buffer went over its limit, and sets `count` to the number of
+/// records in it.
+bool take_batch(router_ptr self, uint64_t from, const std::string& data,
+                uint64_t& count) {
   auto& st = self->state;
   auto& core = *st.core;
   thread_local wire_record r;
   thread_local std::vector<std::string_view> here;
   thread_local std::vector<std::string_view> rest;
+  thread_local std::vector<uint64_t> to;
   inject_options opts;
   bool over = false;
   size_t pos = 0;
@@ -324,31 +497,52 @@ bool take_batch(router_ptr self, uint64_t from, const std::string& data) {
       core.dropped.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
+    // A reply on its way back: the request it answers is done.
+    if (!st.relayed.empty())
+      if (auto i = st.relayed.find(r.msg.subject); i != st.relayed.end())
+        st.relayed.erase(i);
     // Local delivery: plain subscribers, and the listed groups that have a
     // member here; the others go on.
     opts.plain = r.plain;
     opts.queue_groups.clear();
     rest.clear();
-    if (!r.groups.empty()) {
+    auto request = !r.msg.reply_to.empty();
+    auto local = false;
+    if (!r.groups.empty() || request) {
       here.clear();
       st.local_interest.match(r.msg.subject, here);
+      local = r.plain
+              && std::find(here.begin(), here.end(), std::string_view{})
+                   != here.end();
       for (auto g : r.groups) {
         if (std::find(here.begin(), here.end(), g) != here.end())
           opts.queue_groups.emplace_back(g);
         else
           rest.push_back(g);
       }
+      local = local || !opts.queue_groups.empty();
     }
     if (opts.plain || !opts.queue_groups.empty())
       if (auto err = st.local->inject(r.msg, opts))
         troupe::log(self->system())
           .warn("bus: dropped a message from link {}: {}", from,
                 error_text(err));
+    to.clear();
     if (r.plain || !rest.empty())
       core.forward(r.msg, from, r.plain, rest, static_cast<uint8_t>(r.hops + 1),
-                   false, false, &over);
+                   false, false, &over, nullptr, request ? &to : nullptr);
+    // A request that no local subscriber got: tell its sender at once if it
+    // went nowhere, or later if every link it went over is lost.
+    if (request && !local) {
+      if (to.empty())
+        nack(self, from, std::string{r.msg.reply_to},
+             "no responder at '" + core.host.name() + "'", false);
+      else
+        relay(self, from, r.msg.reply_to, to);
+    }
   }
   core.received.fetch_add(n, std::memory_order_relaxed);
+  count = n;
   return over;
 }
 
@@ -443,6 +637,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
               l2->up = true;
             }
             take_interest(self, l2, adv);
+            link_up(self, l2);
             troupe::log(self->system())
               .info("bus: linked to '{}' at {}", name, l2->address);
             auto dj = s2.dials.find(did);
@@ -489,6 +684,7 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
         l->up = true;
       }
       take_interest(self, l, adv);
+      link_up(self, l);
       troupe::log(self->system()).info("bus: peer '{}' linked", name);
       return {bus_hello_atom::value, protocol_version, s.core->host.name(),
               s.core->id, std::move(mine)};
@@ -510,18 +706,80 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
         }
       set_remote(self, l, {pattern, group}, added);
     },
-    [=](bus_batch_atom, const std::string& data) -> caf::result<bus_ack_atom> {
+    [=](bus_batch_atom, uint64_t peer_link, uint64_t destined,
+        const std::string& data) -> caf::result<bus_ack_atom> {
       auto& s = self->state;
       auto i = s.by_remote.find(
         caf::actor_cast<caf::actor_addr>(self->current_sender()));
       uint64_t from = i == s.by_remote.end() ? 0 : i->second;
       if (from == 0) // not (or no longer) linked: nobody to forward for
         return bus_ack_atom::value;
-      if (take_batch(self, from, data)) {
+      auto l = s.links[from];
+      uint64_t n = 0;
+      auto over = take_batch(self, from, data, n);
+      // What the peer routed here and dropped before this batch.
+      l->peer_link = peer_link;
+      l->received += n;
+      l->peer_destined = std::max(l->peer_destined, destined);
+      if (l->peer_destined > l->received + l->reported) {
+        auto gap = l->peer_destined - l->received - l->reported;
+        l->reported += gap;
+        report_loss(self, l->name, gap,
+                    "its buffer for this node stayed full (slow consumer)");
+      }
+      if (over) {
         s.held.push_back(self->make_response_promise());
         return s.held.back();
       }
       return bus_ack_atom::value;
+    },
+    [=](bus_tally_atom, uint64_t node, const std::string& name,
+        uint64_t peer_link, uint64_t destined, const std::string& why) {
+      auto& s = self->state;
+      auto i = s.by_remote.find(
+        caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (i == s.by_remote.end())
+        return;
+      auto l = s.links[i->second];
+      // What arrived over that link: it may not be down here yet.
+      uint64_t got = 0;
+      bool found = false;
+      for (auto& [lid, other] : s.links)
+        if (other != l && other->node == node
+            && other->peer_link == peer_link) {
+          got = other->received + other->reported;
+          if (destined > got)
+            other->reported += destined - got;
+          found = true;
+        }
+      if (auto j = s.closed_in.find(node); j != s.closed_in.end()) {
+        if (!found && j->second.peer_link == peer_link)
+          got = j->second.received + j->second.reported;
+        s.closed_in.erase(j);
+      }
+      if (destined > got)
+        report_loss(self, name, destined - got, why);
+    },
+    [=](bus_nack_atom, const std::string& reply_to, const std::string& why,
+        bool maybe) {
+      auto& s = self->state;
+      auto i = s.by_remote.find(
+        caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (i == s.by_remote.end())
+        return;
+      auto l = s.links[i->second];
+      std::shared_ptr<request_tracker> t;
+      {
+        std::lock_guard<std::mutex> guard{l->mtx};
+        if (auto j = l->requests.find(reply_to); j != l->requests.end()) {
+          t = j->second.lock();
+          l->requests.erase(j);
+        }
+      }
+      if (t)
+        t->lost(why, maybe);
+      else
+        relayed_lost(self, l->id, reply_to, why, maybe);
     },
   };
 }

@@ -6,7 +6,10 @@
 // forwards the batches it receives. The dialers of `bus_cluster`
 // (cluster.cpp) find peers for it.
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -72,6 +75,44 @@ struct router_state {
   /// Acknowledgements held back while some buffer is over its limit.
   std::vector<caf::response_promise> held;
 
+  /// Requests from a peer that this node forwarded to other peers (and
+  /// delivered to no local subscriber), by reply subject: when every link
+  /// they went over is lost, the peer they came from hears of it
+  /// (`bus_nack`). Erased when a reply passes, or after a while; the
+  /// queue holds them in the order they came (entries already erased are
+  /// skipped when they reach its front).
+  struct relayed_request {
+    uint64_t from = 0;
+    std::vector<uint64_t> links;
+    bool maybe = false;
+    std::string why;
+    uint64_t seq = 0;
+  };
+  std::map<std::string, relayed_request, std::less<>> relayed;
+  std::deque<std::pair<std::chrono::steady_clock::time_point,
+                       std::pair<std::string, uint64_t>>>
+    relayed_order;
+  uint64_t next_seq = 1;
+
+  /// Outbound links that went down with messages unacknowledged, by peer
+  /// node: told to the peer when it is linked again (`bus_tally`).
+  struct owed_tally {
+    uint64_t link = 0;
+    uint64_t destined = 0;
+    std::string why;
+    uint64_t seq = 0;
+  };
+  std::map<uint64_t, owed_tally> owed;
+  /// Inbound counts of links that went down, by peer node, to compare with
+  /// its tally.
+  struct inbound_tally {
+    uint64_t peer_link = 0;
+    uint64_t received = 0;
+    uint64_t reported = 0;
+    uint64_t seq = 0;
+  };
+  std::map<uint64_t, inbound_tally> closed_in;
+
   static inline const char* name = "troupe.bus_router";
 };
 
@@ -92,7 +133,8 @@ using router_ptr = caf::stateful_actor<router_state>*;
 ///     address)`: a dialer reached a peer's router; the router says hello
 ///     and answers the dialer with `(bus_linked_atom)` once linked.
 /// - from peers' routers: `(bus_hello_atom, ...)`, `(bus_interest_atom,
-///   ...)` and `(bus_batch_atom, ...)`, see cluster_router.cpp.
+///   ...)`, `(bus_batch_atom, ...)`, `(bus_tally_atom, ...)` and
+///   `(bus_nack_atom, ...)`, see cluster_router.cpp.
 /// - sends dialers `(bus_lost_atom, std::string why)` when their link went
 ///   down, and `(bus_unlinked_atom, std::string why, bool transient)` when a
 ///   peer was reached but no link came of it (refused, or the hello failed;

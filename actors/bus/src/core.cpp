@@ -46,6 +46,67 @@ bool deliver_group(const bus_snapshot::group& g, const bus_message_view& m) {
   return false;
 }
 
+// The tracker of one request (`bus_core::request`): counts the nodes the
+// router forwarded it to, and fails the request when every one of them is
+// lost, once publishing is over (a router that reports nothing, like the
+// default `route_request`, never fails it).
+class tracker : public request_tracker {
+public:
+  tracker(std::weak_ptr<pending_request> p, std::string subject)
+      : p_(std::move(p)), subject_(std::move(subject)) {
+    // nop
+  }
+
+  void forwarded() override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    ++carriers_;
+    tracked_ = true;
+  }
+
+  void lost(const std::string& why, bool maybe_delivered) override {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (carriers_ == 0)
+      return;
+    --carriers_;
+    maybe_ = maybe_ || maybe_delivered;
+    if (!why.empty())
+      why_ = why_.empty() ? why : why_ + "; " + why;
+    fire(guard);
+  }
+
+  /// Publishing is over and no local subscriber got the request: from now
+  /// on, losing the last node fails it.
+  void published() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    publishing_ = false;
+    fire(guard);
+  }
+
+private:
+  void fire(std::unique_lock<std::mutex>& guard) {
+    if (publishing_ || !tracked_ || carriers_ > 0 || fired_)
+      return;
+    fired_ = true;
+    auto code = maybe_ ? errc::link_lost : errc::no_responders;
+    auto text
+      = (maybe_ ? "lost the request on '" : "no responder for a request on '")
+        + subject_ + "': " + why_;
+    guard.unlock();
+    if (auto p = p_.lock())
+      p->deliver(caf::make_error(code, std::move(text)));
+  }
+
+  std::mutex mtx_;
+  size_t carriers_ = 0;
+  bool tracked_ = false;
+  bool publishing_ = true;
+  bool fired_ = false;
+  bool maybe_ = false;
+  std::string why_;
+  std::weak_ptr<pending_request> p_;
+  std::string subject_;
+};
+
 } // namespace
 
 bus_core::bus_core(node& host)
@@ -111,6 +172,12 @@ void bus_core::remove(const std::shared_ptr<bus_sub>& sub) {
 // -- publishing ---------------------------------------------------------------
 
 caf::error bus_core::publish(const bus_message_view& m, size_t* receivers) {
+  return publish(m, receivers, nullptr, nullptr);
+}
+
+caf::error bus_core::publish(const bus_message_view& m, size_t* receivers,
+                             size_t* local,
+                             const std::shared_ptr<request_tracker>& t) {
   if (m.payload.size() > max_payload)
     return payload_too_large(m);
   caf::error err;
@@ -138,8 +205,13 @@ caf::error bus_core::publish(const bus_message_view& m, size_t* receivers) {
         ++n;
         served.push_back(g->name);
       }
-    n += snap.router->route(m, served);
+    if (local != nullptr)
+      *local = n;
+    n += t ? snap.router->route_request(m, served, t)
+           : snap.router->route(m, served);
   }
+  if (local != nullptr && !snap.router)
+    *local = n;
   if (receivers != nullptr)
     *receivers = n;
   return caf::none;
@@ -182,7 +254,9 @@ caf::expected<bus_message> bus_core::request(bus_message_view m,
   auto reply_to = inbox_prefix_ + std::to_string(rid);
   m.reply_to = reply_to;
   size_t receivers = 0;
-  auto err = publish(m, &receivers);
+  size_t local = 0;
+  auto t = std::make_shared<tracker>(p, std::string{m.subject});
+  auto err = publish(m, &receivers, &local, t);
   auto forget = [this, rid] {
     std::lock_guard<std::mutex> guard{req_mtx_};
     requests_.erase(rid);
@@ -195,6 +269,10 @@ caf::expected<bus_message> bus_core::request(bus_message_view m,
                            "no subscriber for a request on '"
                              + std::string{m.subject} + "'");
   }
+  // Only remote responders: the request fails as soon as the router says
+  // that every node it went to is lost.
+  if (local == 0)
+    t->published();
   auto result
     = p->take(timeout, "no reply to a request on '" + std::string{m.subject}
                          + "' within " + caf::deep_to_string(timeout));

@@ -67,6 +67,12 @@ public:
   /// to the number of subscriptions and nodes it went to.
   caf::error publish(const bus_message_view& m, size_t* receivers = nullptr);
 
+  /// `publish` for a request: the router, if any, reports to `t` which
+  /// nodes got it and which of them were lost; sets `*local` to the
+  /// number of local subscriptions it went to.
+  caf::error publish(const bus_message_view& m, size_t* receivers,
+                     size_t* local, const std::shared_ptr<request_tracker>& t);
+
   caf::error inject(const bus_message_view& m, const inject_options& opts);
 
   // -- request/reply ----------------------------------------------------------

@@ -10,6 +10,8 @@ std::string to_string(errc x) {
       return "invalid_subject";
     case errc::no_responders:
       return "no_responders";
+    case errc::link_lost:
+      return "link_lost";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

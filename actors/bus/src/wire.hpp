@@ -27,7 +27,7 @@ namespace troupe::bus::detail {
 
 /// The version of this format and of the routers' messages; peers exchange
 /// it in their hello and refuse a link between different versions.
-constexpr uint32_t protocol_version = 1;
+constexpr uint32_t protocol_version = 2;
 
 /// One decoded record; views into the batch.
 struct wire_record {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,6 +33,18 @@ class cluster_core;
 
 } // namespace detail
 
+/// Messages a peer routed to this node that never arrived
+/// (`cluster_options::on_loss`): NATS's slow-consumer notice.
+struct cluster_loss {
+  /// The peer's node name.
+  std::string peer;
+  /// How many.
+  uint64_t count = 0;
+  /// Why, e.g. "its link to this node was lost with them on their way
+  /// (...)" or "its buffer for this node stayed full (slow consumer)".
+  std::string why;
+};
+
 /// How a `bus_cluster` treats its links.
 struct cluster_options {
   /// How long one connect attempt (TCP probe, then the CAF/TLS handshake and
@@ -50,6 +63,12 @@ struct cluster_options {
   caf::timespan max_wait = std::chrono::seconds(1);
   /// Batches sent to one peer and not yet acknowledged.
   uint32_t window = 4;
+  /// Called when a peer dropped messages it had routed to this node: its
+  /// buffer for this node stayed full (then with its next batch), or its
+  /// link to this node went down with them (then once the link is back).
+  /// Runs on the cluster's router: it must be quick and must not call the
+  /// cluster. The count is also in `cluster_stats::lost`.
+  std::function<void(const cluster_loss&)> on_loss;
 };
 
 /// One peer of a `bus_cluster` (`bus_cluster::peers`).
@@ -72,6 +91,10 @@ struct cluster_stats {
   /// Copies dropped because a link buffer stayed full (`max_wait`) or the
   /// link went down with them, or that exceeded the hop limit.
   uint64_t dropped = 0;
+  /// Copies peers routed to this node that never arrived: those they
+  /// dropped for it (their `dropped`), learned from their next batch or,
+  /// after a lost link, once it is back (`cluster_options::on_loss`).
+  uint64_t lost = 0;
   /// Peers linked now.
   size_t peers = 0;
   /// Links that went down (and, for outbound ones, were retried).
@@ -109,12 +132,25 @@ struct cluster_stats {
 ///   small messages cost a few copies each, not a network message each.
 /// - A peer that dies or is cut off (TCP reset, or 3 s without heartbeats)
 ///   is dropped with what it advertised: its queue-group members stop
-///   getting messages, requests to it fail with `no_responders` once no
-///   other peer matches. Publishers never wait for a dead peer for longer
-///   than `max_wait`.
+///   getting messages, requests waiting for it fail at once, and new ones
+///   fail with `no_responders` once no other peer matches. Publishers never
+///   wait for a dead peer for longer than `max_wait`.
 ///
 /// Delivery across nodes is at most once, like NATS core: a message in a
-/// batch to a peer that dies is lost (and counted in `dropped`).
+/// batch to a peer that dies is lost (and counted in `dropped`). Losses are
+/// not silent, though: each batch says how many messages the sender has
+/// routed over the link, so the receiver counts what it dropped (a full
+/// buffer), and when a link comes back after a loss, the sender says how
+/// many it had routed over the old one: the receiver counts what never
+/// arrived in `stats().lost` and tells `cluster_options::on_loss`.
+/// Messages published while a link is down are not counted: nothing on the
+/// publisher's side then knows of the subscriber.
+///
+/// Requests: a request forwarded over links fails at once when every link
+/// it went over goes down (`errc::link_lost`, naming the peer), or the
+/// nodes behind them lost their responders (`errc::link_lost`, or
+/// `errc::no_responders` if it never reached one), instead of waiting for
+/// its timeout.
 ///
 /// Thread-safety: all member functions may be called from any thread. The
 /// cluster must be destroyed before its bus and node; `net_config` must

@@ -19,8 +19,15 @@ enum class errc : uint8_t {
   /// A subject or subscription pattern is malformed. Context: the subject
   /// and what is wrong with it.
   invalid_subject = 1,
-  /// A request found no subscriber for its subject. Context: the subject.
+  /// A request found no subscriber for its subject, or every node it was
+  /// forwarded to found none (their responders had gone). Context: the
+  /// subject, and which node found none.
   no_responders,
+  /// Every link a request was forwarded over went down before the reply
+  /// (the responder's node died, or this node's own link to it): the
+  /// responder may or may not have got the request. Context: the subject,
+  /// and which peer was lost and why.
+  link_lost,
 };
 
 /// Returns the name of `x`, e.g. `"invalid_subject"`.
