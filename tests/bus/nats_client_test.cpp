@@ -16,6 +16,7 @@
 #include <nats/nats.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/node.hpp"
+
+#include "process.hpp"
 
 namespace troupe::bus {
 
@@ -480,6 +483,74 @@ TEST_CASE("nats client port: plain TCP off loopback is refused - bad limits "
   REQUIRE_FALSE(p);
   CHECK(p.error() == troupe::errc::invalid_option_value);
   node.stop();
+}
+
+} // namespace troupe::bus
+
+namespace troupe::bus {
+
+namespace {
+
+using troupe::test::bin;
+using troupe::test::child_process;
+using troupe::test::lines;
+
+constexpr std::chrono::milliseconds process_patience{60000};
+
+// Returns the port on the line of `p`'s stdout that starts with `prefix`
+// (`listening on 127.0.0.1:`, `clients on 127.0.0.1:`).
+uint16_t port_after(child_process& p, const std::string& prefix) {
+  REQUIRE(p.wait_for_stdout(prefix, process_patience));
+  for (auto& line : lines(p.out()))
+    if (line.rfind(prefix, 0) == 0)
+      return static_cast<uint16_t>(std::stoi(line.substr(prefix.size())));
+  // The line may not be complete yet.
+  REQUIRE(p.wait_for_stdout("\n", process_patience));
+  FAIL("no line starts with " << prefix);
+  return 0;
+}
+
+} // namespace
+
+TEST_CASE("nats client port: a NATS client on one node and a native troupe "
+          "sub on a linked node share subjects",
+          "[bus][nats][client][programs]") {
+  // a: a bus node that serves NATS clients; b: a node linked to a; then a
+  // native `troupe sub` linked to b.
+  child_process a{{bin("troupe"), "node", "--listen", "127.0.0.1:0",
+                   "--client-listen", "127.0.0.1:0"}};
+  auto a_port = port_after(a, "listening on 127.0.0.1:");
+  auto clients_port = port_after(a, "clients on 127.0.0.1:");
+  child_process b{{bin("troupe"), "node", "--listen", "127.0.0.1:0",
+                   "--connect", "127.0.0.1:" + std::to_string(a_port)}};
+  auto b_port = port_after(b, "listening on 127.0.0.1:");
+  child_process sub{{bin("troupe"), "sub", "orders.>", "--connect",
+                     "127.0.0.1:" + std::to_string(b_port)}};
+  client c{"nats://127.0.0.1:" + std::to_string(clients_port)};
+  // Publish until the subscription's interest has crossed both links (the
+  // first messages may find none yet), then once more with a marker.
+  sync_sub echo{c, "orders.>"};
+  c.flush();
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!sub.wait_for_stdout("orders.eu: ping", 50ms)
+         && std::chrono::steady_clock::now() < deadline) {
+    REQUIRE(natsConnection_PublishString(c.nc, "orders.eu", "ping") == NATS_OK);
+    c.flush();
+  }
+  REQUIRE(natsConnection_PublishString(c.nc, "orders.eu.created", "order 42")
+          == NATS_OK);
+  c.flush();
+  CHECK(sub.wait_for_stdout("orders.eu.created: order 42\n", process_patience));
+  sub.send_signal(SIGTERM);
+  auto r = sub.wait(process_patience);
+  for (auto& line : lines(r.out))
+    CHECK((line == "orders.eu: ping" || line == "orders.eu.created: order 42"));
+  // The NATS client's own subscription saw them too (echo is on).
+  CHECK(echo.next().second == "ping");
+  a.send_signal(SIGTERM);
+  b.send_signal(SIGTERM);
+  CHECK(a.wait(process_patience).exit_code == 0);
+  CHECK(b.wait(process_patience).exit_code == 0);
 }
 
 } // namespace troupe::bus

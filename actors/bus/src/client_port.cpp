@@ -141,6 +141,9 @@ struct client_port::impl {
   int listen_fd = -1;
   int epoll_fd = -1;
   int wake_fd = -1;
+  // Held for the moment the process runs out of descriptors (see
+  // `accept_all`).
+  int spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   uint16_t port = 0;
   std::thread loop;
   std::atomic<bool> stopping{false};
@@ -172,7 +175,7 @@ struct client_port::impl {
     for (auto& [fd, c] : conns)
       drop(*c);
     conns.clear();
-    for (int fd : {listen_fd, epoll_fd, wake_fd})
+    for (int fd : {listen_fd, epoll_fd, wake_fd, spare_fd})
       if (fd >= 0)
         ::close(fd);
   }
@@ -545,8 +548,20 @@ struct client_port::impl {
     while (true) {
       int fd
         = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+        // Out of descriptors: the waiting connection would keep the
+        // listening socket readable and the loop spinning. Use the spare
+        // one to take it and close it at once.
+        ::close(spare_fd);
+        fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0)
+          ::close(fd);
+        spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ++protocol_errors;
+        continue;
+      }
       if (fd < 0)
-        return; // EAGAIN, or out of descriptors: try at the next event
+        return; // EAGAIN (or EINTR, ECONNABORTED: the next event retries)
       if (conns.size() >= opts.max_connections) {
         static constexpr char refusal[]
           = "-ERR 'maximum connections exceeded'\r\n";
