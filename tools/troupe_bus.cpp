@@ -12,20 +12,25 @@
 #include "troupe_bus.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <caf/config_option_adder.hpp>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "troupe/bus/bus.hpp"
+#include "troupe/bus/client_port.hpp"
 #include "troupe/bus/cluster.hpp"
 #include "troupe/runtime/net.hpp"
 #include "troupe/runtime/run.hpp"
@@ -39,6 +44,7 @@ using namespace std::chrono_literals;
 using troupe::bus::bus;
 using troupe::bus::bus_cluster;
 using troupe::bus::bus_message;
+using troupe::bus::client_port;
 
 enum class kind { node, sub, pub, reply, request };
 
@@ -70,9 +76,49 @@ caf::error usage(const std::string& what) {
   return caf::make_error(errc::invalid_option_value, what);
 }
 
+// Reads the credentials NATS clients must send from `path`: a token, or
+// USER:PASSWORD, on its first line; the file must be private (mode 0600).
+caf::error read_client_auth(const std::string& path,
+                            troupe::bus::client_port_options& opts) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return caf::make_error(errc::cannot_open_file,
+                           "cannot read --client-auth-file " + path + ": "
+                             + std::strerror(errno));
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+    return caf::make_error(errc::invalid_option_value,
+                           "--client-auth-file " + path
+                             + " is accessible by group or others; run: chmod "
+                               "600 "
+                             + path);
+  std::ifstream in{path};
+  std::string line;
+  if (!in || !std::getline(in, line))
+    return caf::make_error(errc::cannot_open_file,
+                           "cannot read --client-auth-file " + path);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+    line.pop_back();
+  if (line.empty())
+    return caf::make_error(errc::invalid_option_value,
+                           "--client-auth-file " + path + " is empty");
+  if (auto colon = line.find(':'); colon != std::string::npos) {
+    opts.user = line.substr(0, colon);
+    opts.password = line.substr(colon + 1);
+    if (opts.user.empty() || opts.password.empty())
+      return caf::make_error(errc::invalid_option_value,
+                             "--client-auth-file " + path
+                               + ": USER:PASSWORD needs both");
+  } else {
+    opts.token = line;
+  }
+  return caf::none;
+}
+
 struct bus_config : net_config {
   kind what;
   std::string listen_text;
+  std::string client_listen_text;
+  std::string client_auth_file;
   std::string connect_text;
   std::string queue;
   uint64_t count = 0;
@@ -84,6 +130,8 @@ struct bus_config : net_config {
   std::string payload;
 
   std::optional<address> listen_at;
+  std::optional<address> clients_at;
+  troupe::bus::client_port_options client_opts;
   std::vector<address> peers;
 
   explicit bus_config(kind k) : net_config(role::connect), what(k) {
@@ -101,7 +149,13 @@ struct bus_config : net_config {
           .add(listen_text, "listen",
                "HOST:PORT to accept links on (port 0: the OS chooses)")
           .add(connect_text, "connect",
-               "HOST:PORT[,HOST:PORT...] of nodes to link to (kept up)");
+               "HOST:PORT[,HOST:PORT...] of nodes to link to (kept up)")
+          .add(client_listen_text, "client-listen",
+               "HOST:PORT to serve NATS clients on (port 0: the OS chooses; "
+               "plain TCP, so loopback unless --insecure)")
+          .add(client_auth_file, "client-auth-file",
+               "file (mode 0600) with the token, or USER:PASSWORD, that NATS "
+               "clients must send");
         break;
       case kind::sub:
         positional("PATTERN");
@@ -172,6 +226,21 @@ struct bus_config : net_config {
       bind = a.host;
     } else if (what == kind::node) {
       return usage("--listen HOST:PORT is required");
+    }
+    if (!client_listen_text.empty()) {
+      address a;
+      if (auto err = parse_host_port(client_listen_text, a.host, a.port, true))
+        return err;
+      clients_at = a;
+      client_opts.host = a.host;
+      client_opts.port = a.port;
+      client_opts.insecure = insecure;
+      client_opts.name = name;
+      if (!client_auth_file.empty())
+        if (auto err = read_client_auth(client_auth_file, client_opts))
+          return err;
+    } else if (!client_auth_file.empty()) {
+      return usage("--client-auth-file needs --client-listen");
     }
     size_t start = 0;
     while (start < connect_text.size()) {
@@ -347,6 +416,19 @@ int bus_node(const std::string& prog, const args_list& args) {
     }
     std::printf("listening on %s:%u\n", cfg.listen_at->host.c_str(),
                 static_cast<unsigned>(*port));
+    std::unique_ptr<client_port> clients;
+    if (cfg.clients_at) {
+      auto opened = client_port::open(b, cfg.client_opts);
+      if (!opened) {
+        std::fprintf(stderr, "%s: %s\n", prog.c_str(),
+                     error_text(opened.error()).c_str());
+        n.stop();
+        return 1;
+      }
+      clients = std::move(*opened);
+      std::printf("clients on %s:%u\n", cfg.clients_at->host.c_str(),
+                  static_cast<unsigned>(clients->port()));
+    }
     std::fflush(stdout);
     for (auto& p : cfg.peers)
       static_cast<void>(c.connect(p.host, p.port));
