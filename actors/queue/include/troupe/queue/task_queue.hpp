@@ -419,11 +419,11 @@ struct worker_options {
                               std::chrono::milliseconds{100},
                               std::chrono::seconds{2}};
   /// Give up after this many refusals for the same reason with no join in
-  /// between, of the kind that retrying does not cure: the master or its gate turned the
-  /// worker away (another cluster key or cookie, a certificate, other task
-  /// or result types, another message registry, no such queue). At least 1.
-  /// Other failures (connection refused, a timeout, a reset, `busy`) are
-  /// retried with backoff; `give_up_after` bounds them.
+  /// between, of the kind that retrying does not cure: the master or its gate
+  /// turned the worker away (another cluster key or cookie, a certificate,
+  /// other task or result types, another message registry, no such queue). At
+  /// least 1. Other failures (connection refused, a timeout, a reset, `busy`)
+  /// are retried with backoff; `give_up_after` bounds them.
   uint32_t max_refusals = 3;
   /// Give up when no join has succeeded for this long: since the worker
   /// started, or since it lost its master (0: never).
