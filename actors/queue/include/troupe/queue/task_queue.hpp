@@ -175,7 +175,11 @@ struct task_result {
 /// restart (at least once to the application, exactly once in the store).
 ///
 /// Thread-safe: all member functions may be called from any thread. The
-/// queue actor lives as long as the node (until `node::stop`).
+/// queue actor lives as long as a copy of this handle does: when the last
+/// one is gone (or the node stops), the queue stops, and so does the
+/// `serve_queues` directory once all of its queues have stopped. So a
+/// program that returns from `troupe::run`'s function with no handle left
+/// exits; a master keeps its handle for as long as it serves workers.
 template <class Task, class Result>
 class task_queue {
 public:
