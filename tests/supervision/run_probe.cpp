@@ -7,6 +7,7 @@
 //   pool           a pool that ran one job
 //   queue          a task queue holding a task
 //   served-queue   a task queue published to workers on a loopback port
+//   bus            a message bus with a subscription that answered a request
 //   worker         a plain actor that works for --work, then quits
 //   crash          a supervised child that throws, reached through its
 //                  stable handle before and after its restart, and a pool
@@ -24,6 +25,7 @@
 
 #include <caf/event_based_actor.hpp>
 
+#include "troupe/bus/bus.hpp"
 #include "troupe/queue/task_queue.hpp"
 #include "troupe/runtime/blocking_request.hpp"
 #include "troupe/runtime/net.hpp"
@@ -148,6 +150,17 @@ int main(int argc, char** argv) {
             return 1;
           std::cout << "serving on port " << *port << std::endl;
         }
+      } else if (cfg.make == "bus") {
+        troupe::bus::bus b{n};
+        auto echo
+          = b.subscribe("probe.echo", [&b](const troupe::bus::bus_message& m) {
+              static_cast<void>(b.reply(m, m.payload));
+            });
+        if (!echo)
+          return 1;
+        auto answer = b.request("probe.echo", "hi", 5s);
+        if (!answer || answer->payload != "hi")
+          return 1;
       } else if (cfg.make == "worker") {
         n.spawn(worker, cfg.work);
       } else if (cfg.make == "crash") {

@@ -1,6 +1,6 @@
 // troupe::run returns once main's function has returned and no actor has
-// work left: a supervisor, pool or task queue the program dropped does not
-// keep the process alive; an actor still working does. And an exception in
+// work left: a supervisor, pool, task queue or bus the program dropped does
+// not keep the process alive; an actor still working does. And an exception in
 // a supervised child or a pool job reaches the requester with its message,
 // logged by troupe, with nothing printed by CAF. Each case runs
 // troupe_run_probe (run_probe.cpp) as a process.
@@ -33,11 +33,11 @@ bool contains(const std::string& text, const std::string& what) {
 
 } // namespace
 
-TEST_CASE("a program that drops its supervisor, pool or queue exits when its "
-          "function returns",
+TEST_CASE("a program that drops its supervisor, pool, queue or bus exits when "
+          "its function returns",
           "[actors][supervisor][run]") {
   auto make = GENERATE(as<std::string>{}, "supervisor", "ticker", "pool",
-                       "queue", "served-queue");
+                       "queue", "served-queue", "bus");
   INFO("--make " << make);
   auto res = probe(make);
   INFO("stdout: " << res.out << "\nstderr: " << res.err);
