@@ -8,6 +8,7 @@
 //   queue          a task queue holding a task
 //   served-queue   a task queue published to workers on a loopback port
 //   bus            a message bus with a subscription that answered a request
+//   local-worker   a task queue with a local worker that ran its tasks
 //   worker         a plain actor that works for --work, then quits
 //   crash          a supervised child that throws, reached through its
 //                  stable handle before and after its restart, and a pool
@@ -150,6 +151,18 @@ int main(int argc, char** argv) {
             return 1;
           std::cout << "serving on port " << *port << std::endl;
         }
+      } else if (cfg.make == "local-worker") {
+        auto q = troupe::queue::task_queue<int64_t, int64_t>::create(
+          n, troupe::queue::queue_options{});
+        if (!q)
+          return 1;
+        troupe::queue::spawn_local_worker(
+          n, *q, [](const int64_t& x) { return x * x; });
+        if (!q->put(7))
+          return 1;
+        auto r = q->get(5s);
+        if (!r || !r->value || *r->value != 49)
+          return 1;
       } else if (cfg.make == "bus") {
         troupe::bus::bus b{n};
         auto echo

@@ -37,7 +37,7 @@ TEST_CASE("a program that drops its supervisor, pool, queue or bus exits when "
           "its function returns",
           "[actors][supervisor][run]") {
   auto make = GENERATE(as<std::string>{}, "supervisor", "ticker", "pool",
-                       "queue", "served-queue", "bus");
+                       "queue", "served-queue", "local-worker", "bus");
   INFO("--make " << make);
   auto res = probe(make);
   INFO("stdout: " << res.out << "\nstderr: " << res.err);

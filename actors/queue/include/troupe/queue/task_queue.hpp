@@ -423,7 +423,9 @@ caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
 }
 
 /// Spawns a worker for a queue of this node, without the network (e.g. a
-/// master that also works, or tests). Otherwise like `spawn_worker`.
+/// master that also works, or tests). Otherwise like `spawn_worker`, except
+/// that it leaves (`worker_event::closed`) once the queue has stopped, e.g.
+/// when the last handle to it is gone: it has nothing to reconnect to.
 template <class Task, class Result, class F>
 caf::actor spawn_local_worker(node& host, const task_queue<Task, Result>& q,
                               F fn, uint32_t prefetch = 1024,
