@@ -12,7 +12,7 @@
 namespace troupe::bench {
 
 result run_troupe(const job& j) {
-  // No `cfg.parse`: it would read a caf-application.ini from the working
+  // No `cfg.parse`: it would read the program's INI file from the working
   // directory. Defaults only, as for the raw CAF variants.
   troupe::config cfg;
   cfg.name = "troupe_bench";

@@ -168,11 +168,14 @@ caf::error config::parse(int argc, char** argv) {
     } else {
       eq = arg.find('=');
       key = arg.substr(2, eq == std::string::npos ? eq : eq - 2);
+      if (key == "config") // troupe's name for CAF's --config-file
+        key = "config-file";
       opt = custom_options_.cli_long_name_lookup(key);
       if (opt == nullptr)
         return option_error(errc::unknown_option,
                             "unknown option '--" + key + "'");
     }
+    auto shown = key == "config-file" ? arg.substr(0, eq) : cli_name(*opt);
     if (opt->is_flag()) {
       if (eq != std::string::npos)
         return option_error(errc::invalid_option_value,
@@ -188,7 +191,7 @@ caf::error config::parse(int argc, char** argv) {
       value = argv[++i];
     } else {
       return option_error(errc::invalid_option_value,
-                          "option '" + cli_name(*opt) + "' needs a value ("
+                          "option '" + shown + "' needs a value ("
                             + str(opt->type_name()) + ")");
     }
     if (auto parsed = opt->parse(value); !parsed)
@@ -205,12 +208,24 @@ caf::error config::parse(int argc, char** argv) {
   if (!positional_.empty() && positional_usage_.empty())
     return option_error(errc::unknown_option,
                         "unexpected argument '" + positional_.front() + "'");
+  // The program's own file, never another program's: CAF's default
+  // (`caf-application.ini`, shared by every program) is not read.
   if (!explicit_ini)
-    ini_path = "caf-application.ini";
-  if (explicit_ini || std::ifstream{ini_path}.good())
+    ini_path = default_config_file();
+  config_file_path = ini_path; // as --dump-config shows it
+  std::ifstream ini_file;
+  std::istringstream no_file;
+  if (explicit_ini || (!ini_path.empty() && std::ifstream{ini_path}.good())) {
     if (auto err = check_ini(custom_options_, ini_path))
       return err;
-  if (auto err = caf::actor_system_config::parse(std::move(args)))
+    ini_file.open(ini_path);
+    if (!ini_file)
+      return option_error(errc::cannot_open_file,
+                          "cannot open config file '" + ini_path + "'");
+  }
+  std::istream& ini
+    = ini_file.is_open() ? static_cast<std::istream&>(ini_file) : no_file;
+  if (auto err = caf::actor_system_config::parse(std::move(args), ini))
     return option_error(errc::invalid_option_value,
                         "invalid configuration: " + to_string(err));
   if (cli_helptext_printed) // --long-help or --dump-config, printed by CAF
@@ -218,6 +233,17 @@ caf::error config::parse(int argc, char** argv) {
   if (name.empty())
     name = program_name_.empty() ? "troupe" : program_name_;
   return validate();
+}
+
+std::string config::default_config_file() const {
+  if (program_name_.empty())
+    return {};
+  auto file = program_name_;
+  // `troupe request` runs as the program "troupe request".
+  std::replace_if(
+    file.begin(), file.end(), [](char c) { return c == ' ' || c == '\t'; },
+    '-');
+  return file + ".ini";
 }
 
 caf::error config::validate() const {
@@ -282,8 +308,10 @@ std::string config::help_text() const {
   print("-h, --help", "print this text and exit");
   print("--long-help", "print every option, CAF's included, and exit");
   print("--dump-config", "print the configuration and exit");
-  print("--config-file <string>",
-        "read options from this INI file (default: caf-application.ini)");
+  auto own_file = default_config_file();
+  print("--config <file>",
+        "read options from this INI file (default: "
+          + (own_file.empty() ? std::string{"none"} : "./" + own_file) + ")");
   out << "\nExit codes:\n";
   print("0", "the work is complete (or --help)");
   print("1", "the work failed or is incomplete; the message says why");

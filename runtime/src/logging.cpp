@@ -75,7 +75,8 @@ void install_log_handlers(caf::scheduled_actor* self) {
       } catch (...) {
         // keep "unknown exception"
       }
-      log(s->system()).error("actor #{} failed: {}", s->id(), what);
+      log(s->system())
+        .error("actor #{} ({}) failed: {}", s->id(), s->name(), what);
       return caf::make_error(caf::sec::runtime_error, std::move(what));
     });
 }

@@ -24,13 +24,20 @@ struct test_config : config {
   }
 };
 
-// Parses `args` (without the program name) into `cfg`.
-caf::error parse(config& cfg, std::vector<std::string> args) {
-  args.insert(args.begin(), "/usr/bin/prog");
+// Parses `args` (without the program name) into `cfg` as the program
+// `argv0`.
+caf::error parse_as(config& cfg, const std::string& argv0,
+                    std::vector<std::string> args) {
+  args.insert(args.begin(), argv0);
   std::vector<char*> argv;
   for (auto& x : args)
     argv.push_back(x.data());
   return cfg.parse(static_cast<int>(argv.size()), argv.data());
+}
+
+// Parses `args` (without the program name) into `cfg` as /usr/bin/prog.
+caf::error parse(config& cfg, std::vector<std::string> args) {
+  return parse_as(cfg, "/usr/bin/prog", std::move(args));
 }
 
 // Returns the human-readable context of an error made by `config::parse`.
@@ -44,7 +51,9 @@ std::string what(const caf::error& err) {
 struct ini_file {
   std::string path;
   explicit ini_file(const std::string& text)
-      : path("troupe_config_test_" + std::to_string(counter++) + ".ini") {
+      : ini_file("troupe_config_test_" + std::to_string(counter++) + ".ini",
+                 text) {}
+  ini_file(std::string file, const std::string& text) : path(std::move(file)) {
     std::ofstream{path} << text;
   }
   ~ini_file() {
@@ -187,6 +196,72 @@ TEST_CASE("the INI file is read and checked", "[runtime][config]") {
   }
 }
 
+TEST_CASE("each program reads its own INI file - never caf-application.ini",
+          "[runtime][config]") {
+  // A program name of this test case's own: ctest may run other cases in
+  // the same directory at the same time.
+  const std::string prog = "troupe_config_test_own_file";
+  const std::string argv0 = "/usr/local/bin/" + prog;
+  test_config cfg;
+  SECTION("the default file is <program>.ini in the working directory") {
+    CHECK(test_config{}.default_config_file().empty()); // before parse
+    ini_file own{prog + ".ini", "[global]\nitems=3\n[troupe]\nname=\"own\"\n"};
+    REQUIRE_FALSE(parse_as(cfg, argv0, {}));
+    CHECK(cfg.default_config_file() == prog + ".ini");
+    CHECK(cfg.items == 3);
+    CHECK(cfg.name == "own");
+  }
+  SECTION("caf-application.ini and other programs' files are not read") {
+    // Keys another program takes (task_master's 'tasks') and a value this
+    // one would take: none of them matters here.
+    ini_file shared{"caf-application.ini", "[global]\ntasks=5\nitems=9\n"};
+    ini_file other{"counter.ini", "[global]\nitems=8\n"};
+    REQUIRE_FALSE(parse_as(cfg, argv0, {}));
+    CHECK(cfg.items == 5);
+  }
+  SECTION("a bad key in the program's own file is reported with the file") {
+    ini_file own{prog + ".ini", "[global]\ntasks=5\n"};
+    auto err = parse_as(cfg, argv0, {});
+    CHECK(err == errc::unknown_option);
+    CHECK(what(err)
+          == "unknown option 'tasks' in config file '" + prog + ".ini'");
+  }
+  SECTION("--config FILE reads FILE instead, and reports its bad keys") {
+    ini_file own{prog + ".ini", "[global]\nitems=3\nlabel=\"own\"\n"};
+    ini_file picked{"[global]\nitems=4\n"};
+    REQUIRE_FALSE(parse_as(cfg, argv0, {"--config", picked.path}));
+    CHECK(cfg.items == 4);
+    CHECK(cfg.label == "none"); // the default file was not read
+    test_config eq;
+    REQUIRE_FALSE(parse_as(eq, argv0, {"--config=" + picked.path}));
+    CHECK(eq.items == 4);
+    ini_file typo{"[global]\nitmes=4\n"};
+    test_config unknown;
+    auto err = parse_as(unknown, argv0, {"--config", typo.path});
+    CHECK(err == errc::unknown_option);
+    CHECK(what(err)
+          == "unknown option 'itmes' in config file '" + typo.path + "'");
+    ini_file bad{"[troupe]\nlog-level=\"loud\"\n"};
+    test_config other;
+    err = parse_as(other, argv0, {"--config", bad.path});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err).find("'--troupe.log-level'") != std::string::npos);
+    test_config missing;
+    err = parse_as(missing, argv0, {"--config", "/nonexistent.ini"});
+    CHECK(err == errc::cannot_open_file);
+    CHECK(what(err) == "cannot open config file '/nonexistent.ini'");
+    test_config no_value;
+    err = parse_as(no_value, argv0, {"--config"});
+    CHECK(err == errc::invalid_option_value);
+    CHECK(what(err) == "option '--config' needs a value (string)");
+  }
+  SECTION("a subcommand's file has its name: 'troupe request' reads "
+          "troupe-request.ini") {
+    REQUIRE_FALSE(parse_as(cfg, "troupe request", {}));
+    CHECK(cfg.default_config_file() == "troupe-request.ini");
+  }
+}
+
 TEST_CASE("--help lists the program's and troupe's options - one line each",
           "[runtime][config]") {
   test_config cfg;
@@ -199,7 +274,8 @@ TEST_CASE("--help lists the program's and troupe's options - one line each",
   for (auto opt :
        {"-i, --items <int32>", "--verbose ", "--troupe.name <string>",
         "--troupe.log-level <string>", "--troupe.log-file <string>",
-        "--troupe.shutdown-timeout <timespan>", "--long-help"}) {
+        "--troupe.shutdown-timeout <timespan>", "--long-help",
+        "--config <file>", "INI file (default: ./prog.ini)\n"}) {
     INFO(opt);
     CHECK(text.find(opt) != std::string::npos);
   }

@@ -4,15 +4,20 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
 #include <catch2/catch.hpp>
 #include <spdlog/spdlog.h>
 
+#include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/message_types.hpp"
+#include "troupe/runtime/spawn.hpp"
 
 namespace troupe {
 
@@ -125,6 +130,63 @@ TEST_CASE("a node whose config was never parsed is named after the program",
   node n{cfg};
   CHECK(n.log().name() == "troupe_runtime_tests");
   CHECK(cfg.name == "troupe_runtime_tests");
+}
+
+TEST_CASE("an actor spawned by the node that throws answers the request "
+          "with the exception's message - the node's log says so",
+          "[runtime][node]") {
+  auto path = std::string{"troupe_node_test_throw.log"};
+  std::remove(path.c_str());
+  {
+    config cfg;
+    cfg.name = "throwing-node";
+    cfg.log_file = path;
+    node n{cfg};
+    auto thrower = n.spawn([]() -> caf::behavior {
+      return {[](int32_t x) -> int32_t {
+        throw std::runtime_error("no " + std::to_string(x));
+      }};
+    });
+    // troupe::spawn too, with a stateful actor and an argument.
+    auto stateful = troupe::spawn(
+      n.system(),
+      [](caf::stateful_actor<int32_t>* self, int32_t start) -> caf::behavior {
+        self->state = start;
+        return {[self](int32_t) -> int32_t {
+          throw std::logic_error("state " + std::to_string(self->state));
+        }};
+      },
+      int32_t{41});
+    caf::scoped_actor self{n.system()};
+    for (auto& [hdl, text] :
+         {std::pair{thrower, "no 7"}, std::pair{stateful, "state 41"}}) {
+      self->request(hdl, 10s, int32_t{7})
+        .receive([](int32_t) { FAIL("no error"); },
+                 [&, text = text](caf::error& err) {
+                   CHECK(err == caf::sec::runtime_error);
+                   CHECK(error_text(err) == text);
+                 });
+    }
+    // An actor's own handler wins over troupe's.
+    auto own = n.spawn([](caf::event_based_actor* me) -> caf::behavior {
+      me->set_exception_handler([](std::exception_ptr&) -> caf::error {
+        return caf::make_error(caf::sec::runtime_error, "own handler");
+      });
+      return {[](int32_t) -> int32_t { throw std::runtime_error("x"); }};
+    });
+    self->request(own, 10s, int32_t{1})
+      .receive(
+        [](int32_t) { FAIL("no error"); },
+        [&](caf::error& err) { CHECK(error_text(err) == "own handler"); });
+  }
+  std::ifstream in{path};
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto text = buf.str();
+  CHECK(text.find("[throwing-node] [error] actor #") != std::string::npos);
+  CHECK(text.find("failed: no 7") != std::string::npos);
+  CHECK(text.find("failed: state 41") != std::string::npos);
+  std::remove(path.c_str());
 }
 
 TEST_CASE("the node's fingerprint is its config's registry fingerprint",

@@ -86,6 +86,34 @@ struct fixture {
     return result;
   }
 
+  // Returns the stable handle of child `id`, or null.
+  caf::actor stable(const caf::actor& sup, const std::string& id) {
+    self->send(sup, child_atom::value, id);
+    sched.run();
+    caf::actor result;
+    self->receive([&](caf::actor& x) { result = std::move(x); },
+                  [&](caf::error&) {},
+                  caf::after(0s) >> [] { FAIL("no reply"); });
+    return result;
+  }
+
+  // Sends `xs...` to `hdl` as a request; the answer is there once the
+  // scheduler has run (see `answer`).
+  template <class... Ts>
+  auto ask(const caf::actor& hdl, Ts... xs) {
+    return self->request(hdl, caf::infinite, xs...);
+  }
+
+  // Runs the scheduler, then returns the int answer to `req` or its error.
+  template <class Req>
+  caf::expected<int32_t> answer(Req& req) {
+    sched.run();
+    caf::expected<int32_t> result{caf::sec::request_timeout};
+    req.receive([&](int32_t x) { result = x; },
+                [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
   void send_and_run(const caf::actor& hdl, caf::message msg) {
     caf::anon_send(hdl, std::move(msg));
     sched.run();
@@ -289,6 +317,90 @@ TEST_CASE_METHOD(fixture, "unknown children are reported by name",
   caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
 }
 
+TEST_CASE_METHOD(fixture,
+                 "a stable child handle reaches the child across restarts",
+                 "[actors][supervisor]") {
+  supervisor_flags f;
+  f.backoff = 100ms;
+  auto sup = start(f, {spec("a"), spec("b")});
+  auto h = stable(sup, "a");
+  REQUIRE(h);
+  CHECK(stable(sup, "a") == h); // one per child
+  CHECK(stable(sup, "b") != h);
+  auto first = get(sup, "a");
+  CHECK(h != first);
+  auto r1 = ask(h, int32_t{5});
+  CHECK(answer(r1) == 5);
+  SECTION("the request the child threw on gets the exception's message") {
+    auto r2 = ask(h, crash_atom::value);
+    auto err = answer(r2);
+    REQUIRE_FALSE(err);
+    CHECK(err.error() == caf::sec::runtime_error);
+    CHECK(error_text(err.error()) == "boom");
+  }
+  SECTION("one sent while the child restarts goes to the next incarnation") {
+    send_and_run(first, caf::make_message(crash_atom::value));
+    REQUIRE_FALSE(get(sup, "a")); // waiting for the backoff
+    auto r3 = ask(h, int32_t{7});
+    sched.run();
+    CHECK(starts["a"] == 1);
+    sched.advance_time(100ms);
+    CHECK(answer(r3) == 7);
+    CHECK(starts["a"] == 2);
+    CHECK(get(sup, "a") != first);
+    CHECK(stable(sup, "a") == h);
+  }
+  auto r4 = ask(h, int32_t{8});
+  sched.advance_time(100ms);
+  CHECK(answer(r4) == 8);
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "messages the failed incarnation never took go to the next",
+                 "[actors][supervisor]") {
+  auto sup = start(supervisor_flags{}, {spec("a")});
+  auto h = stable(sup, "a");
+  // The crash and two requests reach the child's mailbox together: it takes
+  // the crash, and the requests wait for its successor.
+  auto r1 = ask(h, crash_atom::value);
+  auto r2 = ask(h, int32_t{1});
+  auto r3 = ask(h, int32_t{2});
+  auto e1 = answer(r1);
+  CHECK(e1.error() == caf::sec::runtime_error);
+  CHECK(answer(r2) == 1);
+  CHECK(answer(r3) == 2);
+  CHECK(starts["a"] == 2);
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a stable handle fails requests, saying why, while its child "
+                 "will not come back",
+                 "[actors][supervisor]") {
+  auto sup = start(supervisor_flags{},
+                   {spec("t", restart_policy::transient), spec("p")});
+  auto h = stable(sup, "t");
+  send_and_run(get(sup, "t"), caf::make_message(finish_atom::value));
+  REQUIRE_FALSE(get(sup, "t"));
+  auto r1 = ask(h, int32_t{1});
+  auto e1 = answer(r1);
+  REQUIRE_FALSE(e1);
+  CHECK(e1.error() == errc::no_such_child);
+  CHECK(error_text(e1.error())
+        == "child 't' is not running and will not be restarted (its restart "
+           "policy)");
+  auto hp = stable(sup, "p");
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  sched.run();
+  auto r2 = ask(hp, int32_t{2});
+  auto e2 = answer(r2);
+  REQUIRE_FALSE(e2);
+  CHECK(e2.error() == errc::no_such_child);
+  CHECK(error_text(e2.error()).find("its supervisor stopped")
+        != std::string::npos);
+}
+
 // -- on the real scheduler ----------------------------------------------------
 
 namespace {
@@ -418,6 +530,36 @@ TEST_CASE("a throwing child under load loses no acknowledged message",
   for (auto x : acked)
     lost += kept_set.count(x) == 0 ? 1 : 0;
   CHECK(lost == 0);
+  n.stop();
+}
+
+TEST_CASE("a child spawned with actor_child answers the request it threw on "
+          "with the exception's message",
+          "[actors][supervisor]") {
+  troupe::config cfg;
+  cfg.log_level = "off";
+  node n{cfg};
+  using crash_atom = caf::atom_constant<caf::atom("crash")>;
+  auto thrower = []() -> caf::behavior {
+    return {[](crash_atom) -> int32_t { throw std::logic_error("bad state"); },
+            [](int32_t x) { return x; }};
+  };
+  auto sup = n.spawn(supervisor, supervisor_flags{},
+                     std::vector<child_spec>{actor_child("t", thrower)});
+  auto h = child_handle(n.system(), sup, "t");
+  REQUIRE(h);
+  auto missing = child_handle(n.system(), sup, "nope");
+  CHECK(missing.error() == errc::no_such_child);
+  caf::scoped_actor self{n.system()};
+  self->request(*h, 10s, crash_atom::value)
+    .receive([](int32_t) { FAIL("no error"); },
+             [&](caf::error& err) {
+               CHECK(err == caf::sec::runtime_error);
+               CHECK(error_text(err) == "bad state");
+             });
+  self->request(*h, 10s, int32_t{3})
+    .receive([](int32_t x) { CHECK(x == 3); },
+             [&](caf::error& err) { FAIL(n.system().render(err)); });
   n.stop();
 }
 

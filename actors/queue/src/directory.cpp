@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,14 +25,22 @@ namespace troupe::queue {
 
 namespace {
 
-/// Returns the behavior of the directory actor of `queues` (by name).
-/// Messaging interface:
+/// Returns the behavior of the directory actor of `queues` (by name). It
+/// stops once every queue has stopped: a master that dropped its queues
+/// serves nothing, and its program must be able to exit. Messaging interface:
 /// - `(tq_join_atom, worker_hello hello) -> caf::actor`: delegates the join
 ///   to the queue named `hello.queue`; `errc::no_such_queue`, naming the
 ///   queues served, if there is none.
 caf::behavior directory(caf::event_based_actor* self,
                         std::map<std::string, caf::actor> queues) {
   install_log_handlers(self);
+  auto running = std::make_shared<size_t>(queues.size());
+  self->set_down_handler([self, running](caf::down_msg&) {
+    if (--*running == 0)
+      self->quit();
+  });
+  for (auto& kvp : queues)
+    self->monitor(kvp.second);
   return {
     [=](tq_join_atom join, worker_hello& hello) -> caf::result<caf::message> {
       auto i = queues.find(hello.queue);

@@ -9,6 +9,8 @@
 #include <utility>
 
 #include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 
 #include "troupe/runtime/blocking_request.hpp"
 #include "troupe/runtime/node.hpp"
@@ -25,7 +27,12 @@ queue_core::queue_core(node& host, caf::actor hdl, std::string name,
     : host_(host), actor_(std::move(hdl)), name_(std::move(name)), resumed_(r) {
 }
 
-queue_core::~queue_core() = default;
+queue_core::~queue_core() {
+  // The last handle is gone: nobody can take results any more, so the queue
+  // stops (and with it the directory serving it). Its periodic tick would
+  // otherwise keep it, and troupe::run with it, alive for ever.
+  caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+}
 
 caf::expected<std::shared_ptr<queue_core>>
 queue_core::create(node& host, queue_options opts, std::string task_type,

@@ -10,6 +10,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <spdlog/spdlog.h>
@@ -72,6 +73,14 @@ void emit(worker_ptr self, worker_event ev, const std::string& text) {
 
 std::string render(caf::timespan x) {
   return caf::deep_to_string(x);
+}
+
+// Ends a worker whose local queue has stopped (`why`): it cannot come back.
+void local_queue_gone(worker_ptr self, const std::string& why) {
+  auto text = address(self->state.opts) + " stopped (" + why + ")";
+  troupe::log(self->system()).info("worker: {}; leaving", text);
+  emit(self, worker_event::closed, text);
+  self->quit();
 }
 
 // Starts the clock of `give_up_after`: the worker started or lost its master.
@@ -191,6 +200,11 @@ void join(worker_ptr self, caf::actor dir) {
         emit(self, worker_event::joined, address(s.opts));
       },
       [=](caf::error& err) {
+        if (self->state.opts.local_queue
+            && err == caf::sec::request_receiver_down) {
+          local_queue_gone(self, "before the worker joined");
+          return;
+        }
         if (err == troupe::errc::closed) {
           troupe::log(self->system())
             .info("worker: {}; leaving", error_text(err));
@@ -231,6 +245,13 @@ caf::behavior worker_actor(worker_ptr self, worker_options opts,
     if (msg.source != s.queue.address())
       return;
     s.queue = nullptr;
+    if (s.opts.local_queue) {
+      // The queue of this process is gone for good (its last handle was
+      // dropped, or the node stops): nothing to reconnect to, and a worker
+      // retrying for ever would keep the process alive.
+      local_queue_gone(self, self->system().render(msg.reason));
+      return;
+    }
     s.delays.reset();
     out_of_reach(self);
     attempt_failed(

@@ -168,14 +168,14 @@ pool::pool(node& host, pool_options opts)
   auto& sys = host.system();
   if (size_ == 0)
     size_ = std::max(1u, std::thread::hardware_concurrency());
-  dispatcher_ = sys.spawn(dispatcher);
+  dispatcher_ = troupe::spawn(sys, dispatcher);
   std::vector<child_spec> children;
   for (size_t i = 0; i < size_; ++i) {
     auto start = [disp = dispatcher_, blocking = opts.blocking](
                    caf::actor_system& s) -> caf::actor {
       if (blocking)
-        return s.spawn<caf::detached>(pool_worker, disp);
-      return s.spawn(pool_worker, disp);
+        return troupe::spawn<caf::detached>(s, pool_worker, disp);
+      return troupe::spawn(s, pool_worker, disp);
     };
     children.push_back(child("worker-" + std::to_string(i), std::move(start)));
   }
@@ -183,7 +183,7 @@ pool::pool(node& host, pool_options opts)
   supervisor_flags flags;
   flags.intensity = std::numeric_limits<size_t>::max();
   flags.period = std::chrono::seconds(1);
-  supervisor_ = sys.spawn(supervisor, flags, std::move(children));
+  supervisor_ = troupe::spawn(sys, supervisor, flags, std::move(children));
 }
 
 pool::~pool() {

@@ -1,14 +1,19 @@
 #include "troupe/supervision/supervisor.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <string>
 
 #include <caf/actor_system.hpp>
 #include <caf/deep_to_string.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/message_view.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/system_messages.hpp>
 #include <spdlog/spdlog.h>
 
+#include "troupe/runtime/blocking_request.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/logging.hpp"
 
@@ -18,6 +23,155 @@ namespace {
 
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using self_ptr = caf::stateful_actor<supervisor_state>*;
+
+// -- stable child handles -----------------------------------------------------
+
+// Tells a stable handle where its child is: `(sv_child_atom, hdl, pending)`,
+// with `hdl` null while the child is not running and `pending` whether it
+// is going to run again.
+using sv_child_atom = caf::atom_constant<caf::atom("sv_child")>;
+
+// Never sent: see `forward_request`.
+using sv_never_atom = caf::atom_constant<caf::atom("sv_never")>;
+
+// State of a stable child handle. Invariants: (1) `waiting` is empty unless
+// `target` is null and `pending` is true; (2) `sup` is null once the
+// supervisor is gone, and then `pending` is false.
+struct proxy_state {
+  struct waiting_msg {
+    caf::message msg;
+    caf::response_promise rp;
+  };
+  std::string id;
+  caf::actor sup;    // a stable handle keeps its supervisor alive
+  caf::actor target; // the child's current incarnation, or null
+  bool pending = false;
+  std::string gone_why; // why no incarnation will come, once `sup` is gone
+  std::deque<waiting_msg> waiting;
+  static inline const char* name = "troupe.supervisor.child";
+};
+
+using proxy_ptr = caf::stateful_actor<proxy_state>*;
+
+caf::error not_running(const proxy_state& st) {
+  return caf::make_error(
+    errc::no_such_child,
+    "child '" + st.id + "' is not running and will not be restarted ("
+      + (st.gone_why.empty() ? "its restart policy" : st.gone_why) + ")");
+}
+
+void dispatch(proxy_ptr self, caf::message msg, caf::response_promise rp);
+
+// Sends the request `msg` to `to` on behalf of `rp`'s requester and passes
+// the answer on. A request `to` never took (it ended first) goes to the next
+// incarnation. Without a timeout of its own: the requester has one, and a
+// child that drops its response promise leaves only this handler behind.
+void forward_request(proxy_ptr self, const caf::actor& to, caf::message msg,
+                     caf::response_promise rp) {
+  auto addr = to.address();
+  // No handler takes an answer of any type, but CAF hands one that no
+  // handler took to the error handler as `sec::unexpected_response` with the
+  // answer as its context: `sv_never` matches nothing, so every answer that
+  // is not an error arrives that way. (A child answering with an error of
+  // that code itself looks the same; CAF makes those only for this case.)
+  self->request(to, caf::infinite, msg)
+    .then([](sv_never_atom) {},
+          [self, addr, msg, rp](caf::error& err) mutable {
+            if (err == caf::sec::unexpected_response) {
+              rp.deliver(err.context());
+              return;
+            }
+            // CAF bounces a request that a dead actor never took with
+            // request_receiver_down and no sender; the same error from the
+            // child itself is an answer.
+            if (err != caf::sec::request_receiver_down
+                || self->current_sender() != nullptr) {
+              rp.deliver(std::move(err)); // e.g. the child threw on this one
+              return;
+            }
+            auto& st = self->state;
+            if (st.target && st.target.address() == addr) {
+              // Ended before the supervisor could tell us: it will.
+              st.target = nullptr;
+              st.pending = st.sup != nullptr;
+            }
+            dispatch(self, std::move(msg), std::move(rp));
+          });
+}
+
+// Forwards `msg` to the current incarnation, keeps it for the next one, or
+// fails it.
+void dispatch(proxy_ptr self, caf::message msg, caf::response_promise rp) {
+  auto& st = self->state;
+  if (st.target) {
+    if (rp.async())
+      rp.delegate(st.target, std::move(msg)); // keeps the original sender
+    else
+      forward_request(self, st.target, std::move(msg), std::move(rp));
+  } else if (st.pending) {
+    st.waiting.push_back(
+      proxy_state::waiting_msg{std::move(msg), std::move(rp)});
+  } else if (!rp.async()) {
+    rp.deliver(not_running(st));
+  } // else: dropped, as a message to an actor that has exited
+}
+
+// Applies an update from the supervisor: delivers or fails what waits.
+void set_target(proxy_ptr self, caf::actor hdl, bool pending) {
+  auto& st = self->state;
+  st.target = std::move(hdl);
+  st.pending = !st.target && pending;
+  if (st.pending)
+    return;
+  auto xs = std::move(st.waiting);
+  st.waiting.clear();
+  for (auto& x : xs)
+    dispatch(self, std::move(x.msg), std::move(x.rp));
+}
+
+// The stable handle of child `id` of `sup`; starts out as told.
+caf::behavior child_proxy(proxy_ptr self, std::string id, caf::actor sup,
+                          caf::actor hdl, bool pending) {
+  auto& st = self->state;
+  st.id = std::move(id);
+  st.sup = std::move(sup);
+  self->monitor(st.sup);
+  set_target(self, std::move(hdl), pending);
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& s = self->state;
+    if (!s.sup || msg.source != s.sup.address())
+      return;
+    s.gone_why = "its supervisor stopped: " + self->system().render(msg.reason);
+    s.sup = nullptr;
+    set_target(self, nullptr, false);
+  });
+  self->set_default_handler(
+    [self](caf::scheduled_actor*,
+           caf::message_view& x) -> caf::result<caf::message> {
+      auto rp = self->make_response_promise();
+      dispatch(self, x.move_content_to_message(), rp);
+      return rp;
+    });
+  return {
+    [self](sv_child_atom, caf::actor& x, bool comes) {
+      set_target(self, std::move(x), comes);
+    },
+  };
+}
+
+// Returns whether child `i` is going to be started again.
+bool comes_back(const supervisor_state& st, size_t i) {
+  auto& group = st.restart_group;
+  return std::find(group.begin(), group.end(), i) != group.end();
+}
+
+// Tells child `i`'s stable handle, if there is one, where the child is now.
+void notify_proxy(self_ptr self, size_t i) {
+  auto& c = self->state.children[i];
+  if (auto p = caf::actor_cast<caf::actor>(c.proxy))
+    self->send(p, sv_child_atom::value, c.hdl,
+               !c.hdl && comes_back(self->state, i));
+}
 
 // Returns whether a child of `policy` that exited for `reason` comes back.
 bool should_restart(restart_policy policy, const caf::error& reason) {
@@ -44,6 +198,7 @@ bool start_child(self_ptr self, size_t i) {
     return false;
   }
   self->link_to(c.hdl);
+  notify_proxy(self, i);
   return true;
 }
 
@@ -97,6 +252,7 @@ void on_child_exit(self_ptr self, size_t i, const caf::error& reason) {
   c.hdl = nullptr;
   if (c.stopping) { // we stopped it for a group restart
     c.stopping = false;
+    notify_proxy(self, i);
     if (--st.pending_stops == 0)
       schedule_restart(self);
     return;
@@ -106,6 +262,7 @@ void on_child_exit(self_ptr self, size_t i, const caf::error& reason) {
       .debug("supervisor #{}: child '{}' exited ({}), not restarted",
              self->id(), c.spec.id,
              reason ? self->system().render(reason) : "normally");
+    notify_proxy(self, i);
     return;
   }
   if (!record_restart(self)) {
@@ -156,6 +313,7 @@ void on_child_exit(self_ptr self, size_t i, const caf::error& reason) {
       group.push_back(j);
   }
   std::sort(st.restart_group.begin(), st.restart_group.end());
+  notify_proxy(self, i);
   if (st.pending_stops == 0)
     schedule_restart(self);
 }
@@ -173,10 +331,12 @@ ptrdiff_t find_child(const supervisor_state& st, const caf::actor_addr& addr) {
 caf::behavior supervisor(caf::stateful_actor<supervisor_state>* self,
                          supervisor_flags flags,
                          std::vector<child_spec> children) {
+  install_log_handlers(self);
   auto& st = self->state;
   st.flags = flags;
   for (auto& spec : children)
-    st.children.push_back(supervised_child{std::move(spec), nullptr, false});
+    st.children.push_back(
+      supervised_child{std::move(spec), nullptr, false, caf::actor_addr{}});
   self->set_exit_handler([self](caf::exit_msg& msg) {
     auto i = find_child(self->state, msg.source);
     if (i < 0) {
@@ -208,6 +368,22 @@ caf::behavior supervisor(caf::stateful_actor<supervisor_state>* self,
           return c.hdl;
       return caf::make_error(errc::no_such_child, id);
     },
+    [self](child_atom, const std::string& id) -> caf::result<caf::actor> {
+      auto& xs = self->state.children;
+      for (size_t i = 0; i < xs.size(); ++i) {
+        auto& c = xs[i];
+        if (c.spec.id != id)
+          continue;
+        if (auto p = caf::actor_cast<caf::actor>(c.proxy))
+          return p;
+        auto p = troupe::spawn(self->system(), child_proxy, id,
+                               caf::actor_cast<caf::actor>(self), c.hdl,
+                               !c.hdl && comes_back(self->state, i));
+        c.proxy = p.address();
+        return p;
+      }
+      return caf::make_error(errc::no_such_child, id);
+    },
     [self](caf::get_atom) {
       std::vector<std::string> ids;
       for (auto& c : self->state.children)
@@ -216,6 +392,13 @@ caf::behavior supervisor(caf::stateful_actor<supervisor_state>* self,
       return ids;
     },
   };
+}
+
+caf::expected<caf::actor> child_handle(caf::actor_system& sys,
+                                       const caf::actor& sup,
+                                       const std::string& id,
+                                       caf::timespan timeout) {
+  return blocking_request<caf::actor>(sys, sup, timeout, child_atom::value, id);
 }
 
 } // namespace troupe::supervision

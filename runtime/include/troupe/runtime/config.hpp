@@ -13,8 +13,8 @@ namespace troupe {
 
 /// The configuration of a troupe node: CAF's own `actor_system_config`
 /// (scheduler, middleman, ... options stay available) plus the `troupe`
-/// option group below. One parser serves the command line, the INI file
-/// `caf-application.ini` and `--help`.
+/// option group below. One parser serves the command line, the program's INI
+/// file (`<program>.ini`, see `parse`) and `--help`.
 ///
 /// Programs derive from it and add their own options to the `global` group:
 ///
@@ -56,12 +56,23 @@ public:
 
   config();
 
-  /// Parses the command line and then the INI file (`--config-file=F`, default
-  /// `caf-application.ini` in the working directory; a missing default file is
-  /// fine). Returns an error of category `troupe` that names the bad option;
-  /// `help_printed()` is true afterwards if `--help` or `--long-help` printed
-  /// the help text, and the program should then exit 0.
+  /// Parses the command line and then the program's INI file: `--config F`
+  /// (or `--config-file F`, as before), by default `default_config_file()` in
+  /// the working directory, e.g. `./counter.ini` for the program `counter`; a
+  /// missing default file is fine, a missing `--config` file an error. Each
+  /// program reads only its own file: CAF's `caf-application.ini`, which
+  /// every program would share, is never read. The command line wins over
+  /// the file. Returns an error of category `troupe` that names the bad
+  /// option (and the file, for a key in it); `help_printed()` is true
+  /// afterwards if `--help` or `--long-help` printed the help text, and the
+  /// program should then exit 0.
   [[nodiscard]] caf::error parse(int argc, char** argv);
+
+  /// Returns the name of the INI file the program reads unless `--config`
+  /// names another: the program's name with `.ini` appended (spaces become
+  /// '-': `troupe request` reads `troupe-request.ini`), whatever
+  /// `--troupe.name` says. Empty before `parse`.
+  std::string default_config_file() const;
 
   /// Returns the program's name: `argv[0]` without its directory, as
   /// `parse` found it (empty before `parse`).

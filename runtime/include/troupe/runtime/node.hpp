@@ -17,6 +17,7 @@
 #include "troupe/runtime/fwd.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/message_types.hpp"
+#include "troupe/runtime/spawn.hpp"
 
 namespace spdlog {
 class logger;
@@ -114,16 +115,20 @@ public:
 
   // -- actors -----------------------------------------------------------------
 
-  /// Spawns a top-level actor: like `system().spawn(xs...)`, and the node
-  /// tells it to exit on `stop()`.
-  template <class... Ts>
-  auto spawn(Ts&&... xs) {
-    auto hdl = sys_.spawn(std::forward<Ts>(xs)...);
+  /// Spawns a top-level actor: like `system().spawn(fun, xs...)`, and the
+  /// node tells it to exit on `stop()`. Its exceptions and unexpected
+  /// messages go to the node's log, and a request it was handling when it
+  /// threw gets an error with the exception's message (see
+  /// `troupe::spawn`).
+  template <class F, class... Ts>
+  auto spawn(F fun, Ts&&... xs) {
+    auto hdl = troupe::spawn(sys_, std::move(fun), std::forward<Ts>(xs)...);
     track(caf::actor_cast<caf::actor_addr>(hdl));
     return hdl;
   }
 
-  /// Like `spawn`, with a class-based actor type `T`.
+  /// Like `spawn`, with a class-based actor type `T`. Installs no handlers:
+  /// call `troupe::install_log_handlers(this)` in `T`'s constructor.
   template <class T, caf::spawn_options Os = caf::no_spawn_options, class... Ts>
   auto spawn(Ts&&... xs) {
     auto hdl = sys_.spawn<T, Os>(std::forward<Ts>(xs)...);

@@ -32,13 +32,27 @@ int report_startup_failure(const config& cfg, const char* what);
 
 } // namespace detail
 
-/// The body of a troupe program's `main`: parses the command line and INI
-/// file into a `Config`, starts a `node` that stops on SIGINT/SIGTERM, and
-/// calls `fn(node&, const Config&)`, which returns the exit code. Then waits
-/// for all actors to exit. If `Config` has a member `caf::error prepare()`,
-/// it runs after parsing and before the node starts (e.g. to check TLS
-/// files, which CAF would abort on); its error is printed and the program
-/// exits 2.
+/// The body of a troupe program's `main`: parses the command line and the
+/// program's own INI file (`./<program>.ini`, or `--config FILE`; see
+/// `config::parse`) into a `Config`, starts a `node` that stops on
+/// SIGINT/SIGTERM, and calls `fn(node&, const Config&)`, which returns the
+/// exit code. If `Config` has a member `caf::error prepare()`, it runs after
+/// parsing and before the node starts (e.g. to check TLS files, which CAF
+/// would abort on); its error is printed and the program exits 2.
+///
+/// When `fn` returns, `run` returns as soon as no actor has work left. It
+/// waits for every actor to exit, and CAF ends an actor when it quits (or is
+/// told to: `node::stop`, a signal) and also when nothing can reach it any
+/// more: no handle to it is left and nothing is pending for it (no message
+/// in its mailbox, no timer, no request awaiting an answer). So an actor
+/// still working keeps `run` waiting, and one that only waits for messages
+/// nobody can send ends. A supervisor, pool, task queue or bus is the
+/// program's for as long as it holds a handle to it (the `caf::actor` of a
+/// supervisor or a stable child handle, the `pool`, `task_queue` or `bus`
+/// object): once the last one is gone, it stops, and its actors with it.
+/// Nothing troupe starts on its own (timers, published ports, dials) keeps
+/// the process alive. A program that serves until it is stopped waits in
+/// `fn`, e.g. with `n.wait_for_stop()`.
 ///
 /// Exit codes: `fn`'s result, which is 0 only if the program's work is
 /// complete; if SIGINT or SIGTERM stopped the node and `fn` did not return

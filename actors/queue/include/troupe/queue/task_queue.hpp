@@ -209,7 +209,11 @@ struct task_result {
 /// idempotent, so a restarted program can put all its tasks again.
 ///
 /// Thread-safe: all member functions may be called from any thread. The
-/// queue actor lives as long as the node (until `node::stop`).
+/// queue actor lives as long as a copy of this handle does: when the last
+/// one is gone (or the node stops), the queue stops, and so does the
+/// `serve_queues` directory once all of its queues have stopped. So a
+/// program that returns from `troupe::run`'s function with no handle left
+/// exits; a master keeps its handle for as long as it serves workers.
 template <class Task, class Result>
 class task_queue {
 public:
@@ -522,7 +526,9 @@ caf::actor spawn_worker(node& host, const net_config& cfg, worker_options opts,
 [[nodiscard]] caf::error await_worker(node& host, const caf::actor& worker);
 
 /// Spawns a worker for a queue of this node, without the network (e.g. a
-/// master that also works, or tests). Otherwise like `spawn_worker`.
+/// master that also works, or tests). Otherwise like `spawn_worker`, except
+/// that it leaves (`worker_event::closed`) once the queue has stopped, e.g.
+/// when the last handle to it is gone: it has nothing to reconnect to.
 template <class Task, class Result, class F>
 caf::actor spawn_local_worker(node& host, const task_queue<Task, Result>& q,
                               F fn, uint32_t prefetch = 1024,

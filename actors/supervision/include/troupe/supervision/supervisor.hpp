@@ -8,12 +8,15 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/actor_cast.hpp>
 #include <caf/actor_clock.hpp>
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/timespan.hpp>
 
+#include "troupe/runtime/spawn.hpp"
 #include "troupe/supervision/errc.hpp"
 
 namespace troupe::supervision {
@@ -52,7 +55,11 @@ struct child_spec {
 };
 
 /// Returns a `child_spec` for a factory `f(caf::actor_system&)` that returns
-/// any actor handle, typed or not.
+/// any actor handle, typed or not. Spawn with `troupe::spawn(sys, ...)` in
+/// the factory (or use `actor_child`), so that an exception in the child is
+/// logged and reaches the request it was handling with its message; a child
+/// spawned with `sys.spawn` dies with a bare `sec::runtime_error` and CAF
+/// prints the exception on the console.
 template <class F>
 child_spec child(std::string id, F f,
                  restart_policy restart = restart_policy::permanent) {
@@ -62,6 +69,23 @@ child_spec child(std::string id, F f,
                     },
                     restart};
 }
+
+/// Returns a `child_spec` that starts the function-based actor
+/// `fn(self, xs...)` with `troupe::spawn` (its exceptions logged, their
+/// messages passed on to requesters). Permanent; set `restart` on the
+/// result for another policy.
+template <class F, class... Ts>
+child_spec actor_child(std::string id, F fn, Ts... xs) {
+  return child_spec{std::move(id),
+                    [fn, xs...](caf::actor_system& sys) {
+                      return caf::actor_cast<caf::actor>(
+                        troupe::spawn(sys, fn, xs...));
+                    },
+                    restart_policy::permanent};
+}
+
+/// Asks a supervisor for a child's stable handle (see `supervisor`).
+using child_atom = caf::atom_constant<caf::atom("child")>;
 
 /// How a supervisor restarts, and how often it may.
 struct supervisor_flags {
@@ -85,6 +109,7 @@ struct supervised_child {
   child_spec spec;
   caf::actor hdl;        // null while the child is not running
   bool stopping = false; // told to exit for a group restart
+  caf::actor_addr proxy; // the stable handle, once asked for; weak
 };
 
 /// State of a supervisor. Invariants: (1) every running child is linked to
@@ -108,16 +133,41 @@ struct supervisor_state {
 /// Messaging interface:
 /// - `(get_atom, std::string id) -> caf::actor`: the child's current handle;
 ///   `errc::no_such_child` if there is no such child or it is not running
-///   (between a failure and its restart, or gone for good).
+///   (between a failure and its restart, or gone for good). A restarted
+///   child has a new handle.
+/// - `(child_atom, std::string id) -> caf::actor`: the child's *stable*
+///   handle, which stays valid across restarts (like a registered name in
+///   Erlang): it forwards every message to the child's current incarnation.
+///   A message that arrives while the child restarts waits for the next
+///   incarnation, and so does a request that the failed incarnation never
+///   took from its mailbox (a plain message there is lost with it, as in
+///   Erlang). A request the child was handling when it failed gets the
+///   child's error (for an exception, `sec::runtime_error` with its message:
+///   see `troupe::spawn`) and is not retried. While the child is not running
+///   and will not be restarted (its policy, or the supervisor stopped), a
+///   request fails with `errc::no_such_child` saying so, and a plain message
+///   is dropped. The child sees the handle, not the requester, as the sender
+///   of a request. `errc::no_such_child` for an id the supervisor does not
+///   have. See also `child_handle`.
 /// - `(get_atom) -> std::vector<std::string>`: the ids of the running
 ///   children, in declaration order.
 ///
 /// When the supervisor exits (told to, or after too many restarts), its
 /// children exit with it through their links. Keep a handle to the
-/// supervisor: like every CAF actor, one that nothing references ends.
+/// supervisor or a stable child handle: like every CAF actor, a supervisor
+/// that nothing references ends, and its children with it (so a program
+/// whose `troupe::run` function returns does not wait for it).
 /// Spawn with `node.spawn(supervisor, flags, children)`.
 caf::behavior supervisor(caf::stateful_actor<supervisor_state>* self,
                          supervisor_flags flags,
                          std::vector<child_spec> children);
+
+/// Returns the stable handle of the child `id` of `sup` (`child_atom`),
+/// waiting up to `timeout` for the supervisor's answer. Blocks: call it from
+/// a thread that is not an actor's; an actor sends `(child_atom, id)`.
+[[nodiscard]] caf::expected<caf::actor>
+child_handle(caf::actor_system& sys, const caf::actor& sup,
+             const std::string& id,
+             caf::timespan timeout = std::chrono::seconds(10));
 
 } // namespace troupe::supervision
