@@ -41,6 +41,12 @@ struct temp_store {
   std::string path;
 };
 
+/// Returns `out` without an unfinished last line: what a process killed in
+/// the middle of writing a line left (`Put task 12` of `Put task 123...`).
+inline std::string whole_lines(const std::string& out) {
+  return out.substr(0, out.rfind('\n') + 1);
+}
+
 /// Returns the numbers of the `Put task n...` lines in `out`.
 inline std::vector<int64_t> puts(const std::string& out) {
   std::vector<int64_t> xs;
