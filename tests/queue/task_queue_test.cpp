@@ -31,6 +31,7 @@
 #include "troupe/runtime/node.hpp"
 
 #include "gate.hpp"
+#include "queue_test_util.hpp"
 
 namespace troupe::queue {
 
@@ -58,6 +59,7 @@ struct fixture {
 };
 
 using troupe::test::gate;
+using troupe::test::temp_store;
 
 // Takes `n` results from `q`; fails the test on a timeout.
 std::vector<task_result<int64_t>> take(queue& q, size_t n) {
@@ -91,12 +93,6 @@ queue make_queue(troupe::node& n, queue_options opts = {}) {
   return std::move(*q);
 }
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/troupe-queue-test-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
 // Puts task `x` and has a worker (window 1) take it and wait at `stuck`
 // until the test opens it; then it answers `x * 10`.
 void hold_one_task(troupe::node& n, queue& q, gate& stuck, int64_t x) {
@@ -109,14 +105,6 @@ void hold_one_task(troupe::node& n, queue& q, gate& stuck, int64_t x) {
     1);
   REQUIRE(q.put(x));
   REQUIRE(stuck.wait_for_waiting(1));
-}
-
-// Removes the store at `path` (with its WAL, shared memory and lock files)
-// and its directory `dir`.
-void remove_store(const std::string& path, const std::string& dir) {
-  for (auto suffix : {"", "-wal", "-shm", ".lock"})
-    std::remove((path + suffix).c_str());
-  ::rmdir(dir.c_str());
 }
 
 // Waits (bounded by `patience`) until `pred(q.stats())` holds; returns
@@ -371,8 +359,8 @@ TEST_CASE("a worker that reaches no master gives up after give_up_after - "
 TEST_CASE("a resumed queue's close waits its timeout for workers of the "
           "previous master - one that comes back hears it is closed",
           "[task_queue]") {
-  auto dir = temp_dir();
-  auto path = dir + "/queue.db";
+  temp_store tmp;
+  auto& path = tmp.path;
   queue_options opts;
   opts.store = path;
   {
@@ -414,9 +402,6 @@ TEST_CASE("a resumed queue's close waits its timeout for workers of the "
     CHECK(took >= 1900ms);
     CHECK(took < patience);
   }
-  for (auto suffix : {"", "-wal", "-shm", ".lock"})
-    std::remove((path + suffix).c_str());
-  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("close: no more puts - workers leave once drained - get says closed",
@@ -453,8 +438,8 @@ TEST_CASE("close: no more puts - workers leave once drained - get says closed",
 TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
           "results stay taken",
           "[task_queue]") {
-  auto dir = temp_dir();
-  auto path = dir + "/queue.db";
+  temp_store tmp;
+  auto& path = tmp.path;
   queue_options opts;
   opts.store = path;
   std::vector<uint64_t> ids;
@@ -518,7 +503,6 @@ TEST_CASE("a durable queue resumes after a restart: pending tasks run - taken "
     REQUIRE_FALSE(q);
     CHECK(q.error() == errc::store_failed);
   }
-  remove_store(path, dir);
 }
 
 TEST_CASE("a keyed put stores each key once - in memory", "[task_queue]") {
@@ -561,8 +545,8 @@ TEST_CASE("a keyed put stores each key once - in memory", "[task_queue]") {
 TEST_CASE("a keyed put stores each key once - across restarts of a durable "
           "queue",
           "[task_queue]") {
-  auto dir = temp_dir();
-  auto path = dir + "/queue.db";
+  temp_store tmp;
+  auto& path = tmp.path;
   queue_options opts;
   opts.store = path;
   {
@@ -603,7 +587,6 @@ TEST_CASE("a keyed put stores each key once - across restarts of a durable "
     REQUIRE_FALSE(again); // closed
     CHECK(again.error() == troupe::errc::closed);
   }
-  remove_store(path, dir);
 }
 
 TEST_CASE("a failed task waits out a retry backoff that grows - then it is "
