@@ -31,6 +31,7 @@ namespace troupe::bus {
 
 namespace {
 
+using test::eventually;
 using test::recorder;
 
 using namespace std::chrono_literals;
@@ -49,19 +50,6 @@ struct fixture {
   troupe::node node{init(cfg)};
   bus b{node};
 };
-
-// Waits until `pred()` holds or `patience` passed; returns `pred()`. Polls:
-// for conditions the bus offers no notification for (its counters).
-template <class Pred>
-bool eventually(Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + patience;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 using troupe::test::gate;
 

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "troupe/bus/bus.hpp"
@@ -14,6 +15,20 @@ namespace troupe::bus::test {
 
 /// Every wait of a recorder is bounded by this.
 constexpr auto recorder_patience = std::chrono::seconds(20);
+
+/// Waits until `pred()` holds or `recorder_patience` passed; returns
+/// `pred()`. Polls: for conditions the bus offers no notification for (its
+/// counters, a cluster's peers).
+template <class Pred>
+bool eventually(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + recorder_patience;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  }
+  return true;
+}
 
 // Records what a callback receives; the test thread waits for counts.
 class recorder {

@@ -30,6 +30,7 @@ namespace troupe::bus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::eventually;
 using test::recorder;
 
 /// A node with a bus and a cluster, listening on an OS-chosen port.
@@ -230,8 +231,7 @@ TEST_CASE("bus cluster: messages a peer drops for a slow node are counted "
   gate.set_value();
   CHECK_FALSE(a.cluster->flush(20s));
   // Every message arrived or was reported lost (bounded wait).
-  for (int i = 0; i < 2000 && got.size() + reported < n; ++i)
-    std::this_thread::sleep_for(10ms);
+  eventually([&] { return got.size() + reported >= n; });
   CHECK(got.size() + reported == n);
   CHECK(reported == dropped);
   CHECK(b.cluster->stats().lost == dropped);
@@ -321,9 +321,7 @@ TEST_CASE("bus cluster: a request whose responders are on two nodes fails "
     auto ps = a.cluster->peers();
     return ps.size() == 2 && ps[0].interest >= 2 && ps[1].interest >= 2;
   };
-  for (int i = 0; i < 2000 && !both(); ++i)
-    std::this_thread::sleep_for(10ms);
-  REQUIRE(both());
+  REQUIRE(eventually(both));
   SECTION("the one left answers") {
     auto f = request_async(*a.b, "slow");
     REQUIRE(at_b.wait_for(1));
@@ -332,9 +330,7 @@ TEST_CASE("bus cluster: a request whose responders are on two nodes fails "
     b.reset();
     // Once a lost b (bounded wait), the request still waits, and c's
     // answer wins.
-    for (int i = 0; i < 2000 && a.cluster->peers().size() != 1; ++i)
-      std::this_thread::sleep_for(10ms);
-    REQUIRE(a.cluster->peers().size() == 1);
+    REQUIRE(eventually([&] { return a.cluster->peers().size() == 1; }));
     CHECK(f.wait_for(0s) == std::future_status::timeout);
     CHECK_FALSE(c->b->reply(at_c.messages()[0], "from c"));
     auto r = result_of(f);

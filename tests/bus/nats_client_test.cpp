@@ -27,6 +27,7 @@
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/node.hpp"
 
+#include "net_util.hpp"
 #include "process.hpp"
 
 namespace troupe::bus {
@@ -134,13 +135,7 @@ struct sync_sub {
 // empty (at most `patience_ms`).
 std::string raw_exchange(uint16_t port, const std::string& bytes,
                          const std::string& until = {}) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  int fd = troupe::test::connect_loopback(port);
   REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
           == static_cast<ssize_t>(bytes.size()));
   std::string got;
@@ -407,13 +402,7 @@ TEST_CASE("nats client port: a client that does not read is a slow consumer: "
   opts.max_payload = 1024;
   opts.max_pending = 64 * 1024;
   fixture f{opts};
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(f.port->port());
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  int fd = troupe::test::connect_loopback(f.port->port());
   std::string hello = "SUB flood 1\r\nPING\r\n";
   REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) > 0);
   // Read up to the PONG: the subscription is in place.
