@@ -14,7 +14,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -34,6 +33,8 @@
 #include "troupe/bus/subject.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/net.hpp"
+#include "troupe/runtime/random_id.hpp"
+#include "troupe/runtime/tcp.hpp"
 
 #include "nats_parser.hpp"
 
@@ -48,20 +49,6 @@ constexpr size_t read_chunk = 65536;
 
 /// How often the loop looks for silent clients.
 constexpr auto tick = std::chrono::milliseconds{500};
-
-std::string random_id() {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  std::random_device rd;
-  std::string result;
-  for (int i = 0; i < 22; ++i)
-    result += alphabet[rd() % (sizeof(alphabet) - 1)];
-  return result;
-}
-
-bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1"
-         || host.rfind("127.", 0) == 0;
-}
 
 // Compares in time that depends on the lengths only, not on where the
 // first difference is.
@@ -137,7 +124,7 @@ struct connection {
 struct client_port::impl {
   bus& b;
   client_port_options opts;
-  std::string server_id = random_id();
+  std::string server_id = troupe::to_hex(troupe::random_id());
   int listen_fd = -1;
   int epoll_fd = -1;
   int wake_fd = -1;
@@ -737,7 +724,7 @@ client_port::open(bus& b, client_port_options opts) {
                            "client port: max_payload must be above 0, "
                            "max_control_line at least 64, max_pending at "
                            "least max_payload, max_connections above 0");
-  if (!opts.insecure && !is_loopback(opts.host))
+  if (!opts.insecure && !troupe::is_loopback(opts.host))
     return caf::make_error(troupe::errc::insecure_refused,
                            "client port: refusing plain TCP on " + opts.host
                              + ": NATS clients on other hosts need TLS "
