@@ -546,6 +546,15 @@ bool take_batch(router_ptr self, uint64_t from, const std::string& data,
   return over;
 }
 
+// Returns the link of the peer that sent the current message; null if it is
+// not (or no longer) linked.
+link_ptr sender_link(router_ptr self) {
+  auto& s = self->state;
+  auto i = s.by_remote.find(
+    caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  return i == s.by_remote.end() ? nullptr : s.links[i->second];
+}
+
 } // namespace
 
 caf::behavior router(router_ptr self, core_ptr core, bus* local) {
@@ -691,12 +700,9 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
     },
     [=](bus_interest_atom, bool added, const std::string& pattern,
         const std::string& group) {
-      auto& s = self->state;
-      auto i = s.by_remote.find(
-        caf::actor_cast<caf::actor_addr>(self->current_sender()));
-      if (i == s.by_remote.end())
+      auto l = sender_link(self);
+      if (!l)
         return;
-      auto l = s.links[i->second];
       if (!pattern.empty())
         if (auto err = validate_pattern(pattern)) {
           troupe::log(self->system())
@@ -709,12 +715,10 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
     [=](bus_batch_atom, uint64_t peer_link, uint64_t destined,
         const std::string& data) -> caf::result<bus_ack_atom> {
       auto& s = self->state;
-      auto i = s.by_remote.find(
-        caf::actor_cast<caf::actor_addr>(self->current_sender()));
-      uint64_t from = i == s.by_remote.end() ? 0 : i->second;
-      if (from == 0) // not (or no longer) linked: nobody to forward for
+      auto l = sender_link(self);
+      if (!l) // not (or no longer) linked: nobody to forward for
         return bus_ack_atom::value;
-      auto l = s.links[from];
+      auto from = l->id;
       uint64_t n = 0;
       auto over = take_batch(self, from, data, n);
       // What the peer routed here and dropped before this batch.
@@ -736,11 +740,9 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
     [=](bus_tally_atom, uint64_t node, const std::string& name,
         uint64_t peer_link, uint64_t destined, const std::string& why) {
       auto& s = self->state;
-      auto i = s.by_remote.find(
-        caf::actor_cast<caf::actor_addr>(self->current_sender()));
-      if (i == s.by_remote.end())
+      auto l = sender_link(self);
+      if (!l)
         return;
-      auto l = s.links[i->second];
       // What arrived over that link: it may not be down here yet.
       uint64_t got = 0;
       bool found = false;
@@ -762,12 +764,9 @@ caf::behavior router(router_ptr self, core_ptr core, bus* local) {
     },
     [=](bus_nack_atom, const std::string& reply_to, const std::string& why,
         bool maybe) {
-      auto& s = self->state;
-      auto i = s.by_remote.find(
-        caf::actor_cast<caf::actor_addr>(self->current_sender()));
-      if (i == s.by_remote.end())
+      auto l = sender_link(self);
+      if (!l)
         return;
-      auto l = s.links[i->second];
       std::shared_ptr<request_tracker> t;
       {
         std::lock_guard<std::mutex> guard{l->mtx};
