@@ -197,21 +197,16 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
     },
     [=](caf::put_atom, std::vector<std::vector<char>>& payloads)
       -> caf::result<std::vector<uint64_t>> {
-      auto& s = self->state;
-      if (s.closed)
-        return caf::make_error(troupe::errc::closed,
-                               "queue '" + s.opts.name + "' is closed");
+      if (auto err = check_open(self))
+        return err;
       std::vector<uint64_t> ids;
       ids.reserve(payloads.size());
       for (auto& p : payloads) {
-        auto id = ++s.last_id;
-        if (s.store)
-          s.store->add_task(id, std::string{p.begin(), p.end()});
-        s.tasks[id].payload = std::move(p);
-        s.ready.push_back(id);
-        ids.push_back(id);
+        auto r = add_task(self, p, {});
+        if (r.id == 0)
+          break; // the commit below reports why
+        ids.push_back(r.id);
       }
-      s.stats.put += ids.size();
       if (auto err = settle(self))
         return err;
       return ids;
@@ -219,34 +214,16 @@ caf::behavior queue_actor(queue_ptr self, queue_options opts,
     [=](
       caf::put_atom, std::vector<std::vector<char>>& payloads,
       std::vector<std::string>& keys) -> caf::result<std::vector<put_receipt>> {
-      auto& s = self->state;
-      if (s.closed)
-        return caf::make_error(troupe::errc::closed,
-                               "queue '" + s.opts.name + "' is closed");
+      if (auto err = check_open(self))
+        return err;
       std::vector<put_receipt> receipts;
       receipts.reserve(payloads.size());
-      uint64_t added = 0;
       for (size_t i = 0; i < payloads.size() && i < keys.size(); ++i) {
-        auto id = s.last_id + 1;
-        if (s.store) {
-          id = s.store->add_task(
-            id, std::string{payloads[i].begin(), payloads[i].end()}, keys[i]);
-          if (id == 0)
-            break; // the commit below reports why
-        } else if (auto [k, fresh] = s.keys.emplace(keys[i], id); !fresh) {
-          id = k->second;
-        }
-        if (id <= s.last_id) {
-          receipts.push_back(put_receipt{id, false});
-          continue;
-        }
-        s.last_id = id;
-        s.tasks[id].payload = std::move(payloads[i]);
-        s.ready.push_back(id);
-        receipts.push_back(put_receipt{id, true});
-        ++added;
+        auto r = add_task(self, payloads[i], keys[i]);
+        if (r.id == 0)
+          break; // the commit below reports why
+        receipts.push_back(r);
       }
-      s.stats.put += added;
       if (auto err = settle(self))
         return err;
       return receipts;

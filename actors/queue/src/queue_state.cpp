@@ -89,6 +89,36 @@ void answer_getters(queue_ptr self) {
   }
 }
 
+caf::error check_open(queue_ptr self) {
+  auto& st = self->state;
+  if (st.closed)
+    return caf::make_error(troupe::errc::closed,
+                           "queue '" + st.opts.name + "' is closed");
+  return caf::none;
+}
+
+put_receipt add_task(queue_ptr self, std::vector<char>& payload,
+                     const std::string& key) {
+  auto& st = self->state;
+  auto id = st.last_id + 1;
+  if (st.store) {
+    id = st.store->add_task(id, std::string{payload.begin(), payload.end()},
+                            key);
+    if (id == 0)
+      return {};
+  } else if (!key.empty()) {
+    if (auto [k, fresh] = st.keys.emplace(key, id); !fresh)
+      id = k->second;
+  }
+  if (id <= st.last_id)
+    return {id, false};
+  st.last_id = id;
+  st.tasks[id].payload = std::move(payload);
+  st.ready.push_back(id);
+  ++st.stats.put;
+  return {id, true};
+}
+
 void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
               std::vector<char> payload, std::string error) {
   auto& st = self->state;

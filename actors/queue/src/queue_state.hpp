@@ -182,6 +182,16 @@ void tell_workers(queue_ptr self, caf::timespan timeout);
 /// of a closed, drained and emptied queue that it is closed.
 void answer_getters(queue_ptr self);
 
+/// Returns `troupe::errc::closed` once the queue is closed (no more `put`).
+[[nodiscard]] caf::error check_open(queue_ptr self);
+
+/// Adds a task with `payload` (moved from), under `key` if not empty: a key
+/// that a task already has adds nothing and returns that task's id with
+/// `added` false (the store keeps the keys; without one, `keys` does).
+/// Returns id 0 if the store failed to write (the next commit says why).
+put_receipt add_task(queue_ptr self, std::vector<char>& payload,
+                     const std::string& key);
+
 /// Records the one result of task `id` (invariant 1); a failed one goes to
 /// the dead-letter list.
 void complete(queue_ptr self, uint64_t id, task_entry& entry, bool ok,
